@@ -1,0 +1,115 @@
+"""Built-in catalogs of model architectures and GPUs, and Hugging Face config parsing.
+
+Lookups are case-insensitive and accept the short name, the Hugging Face id or an alias.
+A model may also be a local directory holding a Hugging Face ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .arch import ModelArch
+from .errors import ConfigError
+from .hardware import GPU
+
+__all__ = ["model_names", "gpu_names", "load_model", "load_gpu", "arch_from_hf_config"]
+
+
+@cache
+def _table(filename: str) -> dict[str, dict[str, Any]]:
+    text = resources.files("serving").joinpath("data", filename).read_text()
+    data: dict[str, dict[str, Any]] = yaml.safe_load(text)
+    return data
+
+
+def _index(filename: str, extra_key: str) -> dict[str, str]:
+    index: dict[str, str] = {}
+    for key, entry in _table(filename).items():
+        for alias in (key, entry.get(extra_key, ""), *entry.get("aliases", [])):
+            if alias:
+                index[str(alias).lower()] = key
+    return index
+
+
+def model_names() -> list[str]:
+    return list(_table("models.yaml"))
+
+
+def gpu_names() -> list[str]:
+    return list(_table("gpus.yaml"))
+
+
+def load_model(name: str) -> ModelArch:
+    """A catalog model by name/alias, or a directory with a Hugging Face ``config.json``."""
+    path = Path(name)
+    if (path / "config.json").is_file():
+        return arch_from_hf_config(json.loads((path / "config.json").read_text()), name=str(path))
+    key = _index("models.yaml", "hf_id").get(name.lower())
+    if key is None:
+        raise ConfigError(
+            "model", name, f"allowed: a directory with config.json or one of {', '.join(model_names())}"
+        )
+    entry = {k: v for k, v in _table("models.yaml")[key].items() if k != "aliases"}
+    return ModelArch(name=key, **entry)
+
+
+def load_gpu(name: str) -> GPU:
+    """A catalog GPU by id (``h200_sxm``), name (``H200-SXM``) or alias (``H200``)."""
+    key = _index("gpus.yaml", "name").get(name.lower())
+    if key is None:
+        raise ConfigError("gpu", name, f"allowed: {', '.join(gpu_names())}")
+    entry = {k: v for k, v in _table("gpus.yaml")[key].items() if k not in ("aliases", "name")}
+    return GPU(name=key, **entry)
+
+
+# Hugging Face config keys for each ModelArch field, first match wins.
+_HF_KEYS: dict[str, tuple[str, ...]] = {
+    "layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "hidden": ("hidden_size", "n_embd", "d_model"),
+    "heads": ("num_attention_heads", "n_head"),
+    "kv_heads": ("num_key_value_heads",),
+    "head_dim": ("head_dim",),
+    "intermediate": ("intermediate_size", "ffn_hidden_size"),
+    "vocab": ("vocab_size",),
+    "max_position": ("max_position_embeddings",),
+    "experts": ("n_routed_experts", "num_experts", "num_local_experts"),
+    "active_experts": ("num_experts_per_tok", "moe_top_k", "num_experts_per_token"),
+    "shared_experts": ("n_shared_experts",),
+    "moe_intermediate": ("moe_intermediate_size",),
+    "first_k_dense": ("first_k_dense_replace",),
+    "q_lora_rank": ("q_lora_rank",),
+    "kv_lora_rank": ("kv_lora_rank",),
+    "qk_nope_head_dim": ("qk_nope_head_dim",),
+    "qk_rope_head_dim": ("qk_rope_head_dim",),
+    "v_head_dim": ("v_head_dim",),
+    "tied_embeddings": ("tie_word_embeddings",),
+}
+
+
+def arch_from_hf_config(config: dict[str, Any], *, name: str) -> ModelArch:
+    """Map a Hugging Face ``config.json`` onto :class:`ModelArch`."""
+    cfg = dict(config.get("text_config") or {}, **config)  # multimodal configs nest the LM
+    values: dict[str, Any] = {}
+    for field_name, keys in _HF_KEYS.items():
+        for key in keys:
+            if cfg.get(key) is not None:
+                values[field_name] = cfg[key]
+                break
+    for required in ("layers", "hidden", "heads", "vocab"):
+        if required not in values:
+            raise ConfigError(f"model ({name}/config.json)", sorted(cfg)[:8], f"needs '{_HF_KEYS[required][0]}'")
+    values.setdefault("kv_heads", values["heads"])
+    values.setdefault("head_dim", values["hidden"] // values["heads"])
+    values.setdefault("intermediate", 4 * values["hidden"])
+    if values.get("experts") and not values.get("moe_intermediate"):
+        values["moe_intermediate"] = values["intermediate"]  # Mixtral/gpt-oss style configs
+    ints = {f.name for f in fields(ModelArch) if f.type in ("int", int)}
+    clean = {k: (int(v) if k in ints else bool(v)) for k, v in values.items()}
+    return ModelArch(name=name, **clean)

@@ -1,0 +1,103 @@
+"""Per-GPU memory arithmetic: weights, KV cache, reserve; the static memory-fit check.
+
+Shared by the search space (reject candidates that cannot start) and by backends (how many
+sequences a worker's KV cache holds), so both agree on what fits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .deployment import Deployment, WorkerGroup
+from .precision import bytes_per_param, kv_bytes_per_element
+from .problem import Problem
+
+__all__ = ["WorkerMemory", "worker_memory", "fit_reason", "per_rank_concurrency"]
+
+GIB = 1024**3
+#: Fixed per-GPU reserve for the CUDA context, CUDA graphs, NCCL and allocator slack.
+#: vLLM's profiling run typically leaves 1.5-3 GiB of non-KV, non-weight usage on Hopper.
+FIXED_RESERVE_BYTES = 2.5 * GIB
+#: Activation working set per batched token, in hidden-size multiples of 16-bit values
+#: (residual, norm output, attention and MLP intermediates alive at once).
+ACTIVATION_HIDDEN_MULTIPLE = 12
+
+
+@dataclass(frozen=True)
+class WorkerMemory:
+    """Memory of one GPU of a worker, in bytes."""
+
+    weights: float
+    kv_per_token: float
+    reserve: float
+    capacity: float
+
+    @property
+    def kv_room(self) -> float:
+        """Bytes left for the KV cache after weights and reserve."""
+        return self.capacity - self.weights - self.reserve
+
+    def kv_tokens(self) -> int:
+        """Tokens the KV cache of one data-parallel rank can hold."""
+        return max(0, int(self.kv_room // self.kv_per_token)) if self.kv_per_token else 0
+
+
+def worker_memory(group: WorkerGroup, problem: Problem) -> WorkerMemory:
+    """Per-GPU weights, KV bytes per cached token and reserve for one worker of ``group``."""
+    arch, par, knobs = problem.arch, group.parallel, group.knobs
+    wbytes = bytes_per_param(problem.precision)
+    # Attention, dense MLPs, shared experts: sharded by attention TP, replicated over DP.
+    non_expert = arch.non_expert_params_total() * wbytes / par.tp / par.pp
+    # Routed experts: spread over every GPU of the worker (EP groups x MoE TP).
+    experts = arch.routed_expert_params_total() * wbytes / (par.tp * par.dp) / par.pp
+    # Embedding and LM head stay 16-bit in practice and are vocab-parallel over TP.
+    embed = arch.embedding_params() * 2.0 / par.tp
+    kv_elem = kv_bytes_per_element(knobs.kv_cache_dtype, problem.precision)
+    if arch.is_mla:
+        per_layer = arch.kv_elements_per_token_layer()  # latent is replicated over TP
+    else:
+        heads_per_gpu = math.ceil(arch.kv_heads / par.tp)
+        per_layer = 2 * heads_per_gpu * arch.head_dim
+    kv_per_token = per_layer * kv_elem * arch.layers / par.pp
+    activations = knobs.max_num_batched_tokens * arch.hidden * 2.0 * ACTIVATION_HIDDEN_MULTIPLE
+    logits = knobs.max_num_seqs * arch.vocab * 4.0 / par.tp
+    return WorkerMemory(
+        weights=non_expert + experts + embed,
+        kv_per_token=kv_per_token,
+        reserve=FIXED_RESERVE_BYTES + activations + logits,
+        capacity=problem.gpu.hbm_bytes * knobs.gpu_memory_utilization,
+    )
+
+
+def per_rank_concurrency(deployment: Deployment, role: str, concurrency: int) -> float:
+    """Requests in flight on one data-parallel rank of ``role`` at a deployment concurrency."""
+    group = deployment.groups()[role]
+    return concurrency / (group.count * group.parallel.dp)
+
+
+def _batch_sequences(deployment: Deployment, role: str, problem: Problem) -> int:
+    group = deployment.groups()[role]
+    peak = max(problem.workload.concurrency)
+    seqs = min(group.knobs.max_num_seqs, math.ceil(per_rank_concurrency(deployment, role, peak)))
+    if role == "prefill":
+        # A prefill worker holds a prompt's KV only until decode pulls it: about one
+        # scheduling step's worth of prompts.
+        seqs = min(seqs, group.knobs.max_num_batched_tokens // problem.workload.isl + 1)
+    return max(1, seqs)
+
+
+def fit_reason(deployment: Deployment, problem: Problem) -> str | None:
+    """Why ``deployment`` cannot hold weights + KV for its batch + reserve, or None if it fits."""
+    for role, group in deployment.groups().items():
+        mem = worker_memory(group, problem)
+        seq_tokens = problem.workload.isl if role == "prefill" else problem.workload.seq_len
+        seqs = _batch_sequences(deployment, role, problem)
+        need_kv = seqs * seq_tokens * mem.kv_per_token
+        if mem.weights + mem.reserve + need_kv > mem.capacity:
+            return (
+                f"memory: {role} {group.parallel.label()} needs {mem.weights / GIB:.1f} GiB weights"
+                f" + {need_kv / GIB:.1f} GiB KV ({seqs} seqs x {seq_tokens} tokens)"
+                f" + {mem.reserve / GIB:.1f} GiB reserve per GPU > {mem.capacity / GIB:.1f} GiB"
+            )
+    return None
