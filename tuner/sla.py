@@ -1,0 +1,50 @@
+"""The interactivity SLA and how a load point is judged against it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from serving import LoadPoint
+
+__all__ = ["SLA"]
+
+
+@dataclass(frozen=True)
+class SLA:
+    """Service-level targets. ``min_tok_s_user`` is interactivity (1000 / median TPOT);
+    ``max_ttft_ms`` and ``max_tpot_ms`` apply at ``percentile`` (50, 90 or 99)."""
+
+    min_tok_s_user: float = 0.0
+    max_ttft_ms: float | None = None
+    max_tpot_ms: float | None = None
+    percentile: int = 50
+
+    def check(self, point: LoadPoint) -> dict[str, float]:
+        """Relative shortfall per violated constraint (0 < x); empty when the SLA is met."""
+        out: dict[str, float] = {}
+        if self.min_tok_s_user and point.tok_s_user < self.min_tok_s_user:
+            out["min_tok_s_user"] = 1.0 - point.tok_s_user / self.min_tok_s_user
+        if self.max_ttft_ms is not None:
+            ttft = point.metric("ttft_ms", self.percentile)
+            if ttft > self.max_ttft_ms:
+                out["max_ttft_ms"] = ttft / self.max_ttft_ms - 1.0
+        if self.max_tpot_ms is not None:
+            tpot = point.metric("tpot_ms", self.percentile)
+            if tpot > self.max_tpot_ms:
+                out["max_tpot_ms"] = tpot / self.max_tpot_ms - 1.0
+        return out
+
+    def meets(self, point: LoadPoint) -> bool:
+        return not self.check(point)
+
+    def violation(self, point: LoadPoint) -> float:
+        """Sum of relative shortfalls: 0 when met, larger the further away."""
+        return sum(self.check(point).values())
+
+    def describe(self) -> str:
+        parts = [f"tok/s/user >= {self.min_tok_s_user:g}"] if self.min_tok_s_user else []
+        if self.max_ttft_ms is not None:
+            parts.append(f"TTFT p{self.percentile} <= {self.max_ttft_ms:g} ms")
+        if self.max_tpot_ms is not None:
+            parts.append(f"TPOT p{self.percentile} <= {self.max_tpot_ms:g} ms")
+        return ", ".join(parts) or "none"
