@@ -30,6 +30,10 @@ class Backend(Protocol):
       that crashes or runs out of memory raises :class:`~serving.CandidateFailed` with the
       reason; every process it started is stopped before it returns or raises.
     - ``describe``: name, version and settings, recorded as provenance in ``pick.yaml``.
+
+    Optional attribute: ``instant`` (default False). True means a measurement takes
+    microseconds, so the study may buffer storage writes instead of persisting each load
+    point as it arrives (which a live backend needs, where a point costs minutes).
     """
 
     name: str

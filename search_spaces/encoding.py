@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from .space import RoleSpace, SearchSpace
 
-__all__ = ["suggest", "params", "candidates"]
+__all__ = ["candidates", "params", "suggest"]
 
 #: ``pick(name, choices) -> one of choices``: an Optuna trial, a walker or a fixed dict.
 Pick = Callable[[str, Sequence[Any]], Any]
@@ -79,7 +79,9 @@ def params(space: SearchSpace, deployment: Deployment) -> dict[str, Any]:
     for knob in _SHARED:
         values = {getattr(g.knobs, knob) for g in groups.values()}
         if len(values) > 1:
-            raise ConfigError(f"search_space.{knob}", sorted(values), "allowed: one value shared by every role")
+            raise ConfigError(
+                f"search_space.{knob}", sorted(values), "allowed: one value shared by every role"
+            )
         put(knob, getattr(space, knob), values.pop())
     for role, group in groups.items():
         rs, par = space.role(role), group.parallel
@@ -109,7 +111,9 @@ def _build(space: SearchSpace, problem: Problem, pick: Pick) -> Deployment:
     p_par, p_knobs = _role(space.prefill, "prefill", choose, shared)
     prefill = WorkerGroup(p_par, choose("prefill.count", space.prefill.count), p_knobs)
     d_par, d_knobs = _role(space.decode, "decode", choose, shared)
-    d_count = _count(choose("decode.count", space.decode.count), free=problem.gpus - prefill.gpus, worker=d_par.gpus)
+    d_count = _count(
+        choose("decode.count", space.decode.count), free=problem.gpus - prefill.gpus, worker=d_par.gpus
+    )
     return Deployment(mode="disagg", prefill=prefill, decode=WorkerGroup(d_par, d_count, d_knobs))
 
 

@@ -47,24 +47,32 @@ def load_space(preset: str, overrides: Mapping[str, Any] | None = None) -> Searc
     data = _read(preset)
     if overrides is not None:
         if not isinstance(overrides, Mapping):
-            raise ConfigError("search_space", overrides, "allowed: a mapping of search-space keys as overrides")
+            raise ConfigError(
+                "search_space", overrides, "allowed: a mapping of search-space keys as overrides"
+            )
         data = _merge(data, overrides)
     return parse_space(data)
 
 
 def _read(preset: str) -> Any:
     if not isinstance(preset, str) or not preset:
-        raise ConfigError("search_space.preset", preset, f"allowed: a YAML path or one of {', '.join(preset_names())}")
+        raise ConfigError(
+            "search_space.preset", preset, f"allowed: a YAML path or one of {', '.join(preset_names())}"
+        )
     if preset.endswith(_SUFFIXES) or "/" in preset or "\\" in preset:
         path = Path(preset)
         if not path.is_file():
             raise ConfigError(
-                "search_space.preset", preset, f"no such file; allowed: a YAML path or one of {', '.join(preset_names())}"
+                "search_space.preset",
+                preset,
+                f"no such file; allowed: a YAML path or one of {', '.join(preset_names())}",
             )
         text, source = path.read_text(), str(path)
     else:
         if preset not in preset_names():
-            raise ConfigError("search_space.preset", preset, f"unknown preset; allowed: {', '.join(preset_names())}")
+            raise ConfigError(
+                "search_space.preset", preset, f"unknown preset; allowed: {', '.join(preset_names())}"
+            )
         text, source = _presets_dir().joinpath(f"{preset}.yaml").read_text(), preset
     try:
         return yaml.safe_load(text)

@@ -127,11 +127,17 @@ def parse_space(data: Any) -> SearchSpace:
             values[role] = _parse_role(role, data[role])
     if "kv_cache_dtype" in data:
         values["kv_cache_dtype"] = _choices(
-            "kv_cache_dtype", data["kv_cache_dtype"], lambda v: v in KV_DTYPES, f"one or a list of {', '.join(KV_DTYPES)}"
+            "kv_cache_dtype",
+            data["kv_cache_dtype"],
+            lambda v: v in KV_DTYPES,
+            f"one or a list of {', '.join(KV_DTYPES)}",
         )
     if "enable_chunked_prefill" in data:
         values["enable_chunked_prefill"] = _choices(
-            "enable_chunked_prefill", data["enable_chunked_prefill"], lambda v: isinstance(v, bool), "true, false or a list of them"
+            "enable_chunked_prefill",
+            data["enable_chunked_prefill"],
+            lambda v: isinstance(v, bool),
+            "true, false or a list of them",
         )
     if "gpu_memory_utilization" in data:
         raw = data["gpu_memory_utilization"]
@@ -152,7 +158,9 @@ def parse_space(data: Any) -> SearchSpace:
 def _parse_role(role: str, data: Any) -> RoleSpace:
     where = f"{_PREFIX}.{role}"
     if not isinstance(data, Mapping):
-        raise ConfigError(where, data, f"allowed: a mapping of {', '.join(f.name for f in fields(RoleSpace))}")
+        raise ConfigError(
+            where, data, f"allowed: a mapping of {', '.join(f.name for f in fields(RoleSpace))}"
+        )
     _reject_unknown(data, [f.name for f in fields(RoleSpace)], where)
     values: dict[str, tuple[Any, ...]] = {}
     for name, value in data.items():
@@ -184,7 +192,12 @@ def _choices(name: str, value: Any, ok: Any, allowed: str) -> tuple[Any, ...]:
 
 
 def _int_list(
-    name: str, value: Any, *, power_of_two: bool = False, symbols: tuple[str, ...] = (), only: tuple[int, ...] = ()
+    name: str,
+    value: Any,
+    *,
+    power_of_two: bool = False,
+    symbols: tuple[str, ...] = (),
+    only: tuple[int, ...] = (),
 ) -> tuple[IntChoice, ...]:
     """A non-empty list of positive integers (powers of two, or only ``only``) and symbols,
     integers sorted ascending so that ordered categorical choices read small to large."""
@@ -199,9 +212,17 @@ def _int_list(
         return not power_of_two or v & (v - 1) == 0
 
     if not isinstance(value, list) or not value or not all(ok(v) for v in value) or _has_duplicates(value):
-        kind = " or ".join(str(v) for v in only) if only else "positive powers of two" if power_of_two else "positive integers"
+        kind = (
+            " or ".join(str(v) for v in only)
+            if only
+            else "positive powers of two"
+            if power_of_two
+            else "positive integers"
+        )
         extra = "".join(f" or '{s}'" for s in symbols)
-        raise ConfigError(f"{_PREFIX}.{name}", value, f"allowed: a non-empty list of {kind}{extra}, without duplicates")
+        raise ConfigError(
+            f"{_PREFIX}.{name}", value, f"allowed: a non-empty list of {kind}{extra}, without duplicates"
+        )
     ints = sorted(v for v in value if not isinstance(v, str))
     return (*ints, *(v for v in value if isinstance(v, str)))
 

@@ -422,7 +422,9 @@ def _worker_launches(
         serve += (flag("serve", "served_model_name"), ctx.served)
     http = (flag("serve", "host"), ctx.host, flag("serve", "port"), str(port))
     nodes = len(per_node_ids)
-    common: dict[str, Any] = dict(role=role, worker=index, nodes=nodes, parallel_args=parallel, engine_args=engine)
+    common: dict[str, Any] = dict(
+        role=role, worker=index, nodes=nodes, parallel_args=parallel, engine_args=engine
+    )
     if nodes == 1:
         ids = per_node_ids[0]
         return [
@@ -490,7 +492,6 @@ def _dp_ranks(
     return out
 
 
-
 def _ray_ranks(
     ctx: _Ctx,
     node: int,
@@ -543,4 +544,3 @@ def _router(deployment: Deployment, workers: list[WorkerLaunch], host: str, port
         decode_urls=decode,
         argv=router_argv(port=port, prefill=prefill, decode=decode),
     )
-

@@ -61,7 +61,8 @@ def _round(value: Any) -> Any:
 
 def write_csv(path: Path, points: Sequence[MeasuredPoint]) -> None:
     rows = point_rows(points)
-    columns = ["trial", *deployment_columns(Deployment.from_dict({"mode": "agg", "agg": {}})), *_POINT_FIELDS]
+    columns = ["trial", "mode", "topology", "gpus",
+               *(prefix + k for prefix in _ROLE_PREFIX.values() for k in _GROUP_KEYS), *_POINT_FIELDS]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()

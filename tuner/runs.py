@@ -14,6 +14,8 @@ from typing import Any
 
 import optuna
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 import backends
 import search_spaces
 from serving import Problem
@@ -27,6 +29,7 @@ from .results import MeasuredPoint
 from .samplers import make_sampler
 from .sla import SLA
 from .spec import StudySpec, build_problem, parse_spec
+from .storage import WriteBehind, open_storage
 from .study import StudySummary, TrialOutcome, load_measured, run_trials
 
 __all__ = ["RunData", "default_preset", "finalize", "load_run", "open_study", "tune"]
@@ -54,9 +57,9 @@ def default_preset(spec: StudySpec, problem: Problem) -> str:
 def open_study(spec: StudySpec) -> optuna.Study:
     """Create the study, or load it when it exists with the same problem (resume)."""
     directions = ["maximize"] if spec.study.objective == "sla" else ["maximize", "maximize"]
-    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed, constrained=spec.study.objective == "sla")
+    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed)
     study = optuna.create_study(
-        storage=spec.storage_url(),
+        storage=open_storage(spec.storage_url()),
         study_name=spec.study_name(),
         directions=directions,
         sampler=sampler,
@@ -107,14 +110,28 @@ def tune(spec: StudySpec, *, on_trial: Callable[[TrialOutcome, StudySummary], No
     backend = backends.create(spec.backend.name, dict(spec.backend.options))
     Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
     study = open_study(spec)
+    # Instant backends run on an in-memory twin flushed to storage every few seconds.
+    buffer = WriteBehind(study) if getattr(backend, "instant", False) else None
+    work = buffer.memory if buffer else study
     n_trials = spec.study.trials
     if spec.study.sampler == "grid":
-        queued = _enqueue_grid(study, space, problem, backend, n_trials)
+        queued = _enqueue_grid(work, space, problem, backend, n_trials)
         n_trials = min(n_trials, queued) if queued else n_trials
     if on_start is not None:
-        on_start(len(study.trials), n_trials)
-    summary = run_trials(study, space=space, backend=backend, problem=problem, sla=spec.sla,
-                         objective=spec.study.objective, n_trials=n_trials, on_trial=on_trial)
+        on_start(len(work.trials), n_trials)
+
+    def after_trial(outcome: TrialOutcome, summary: StudySummary) -> None:
+        if buffer is not None:
+            buffer.maybe_flush()
+        if on_trial is not None:
+            on_trial(outcome, summary)
+
+    try:
+        summary = run_trials(work, space=space, backend=backend, problem=problem, sla=spec.sla,
+                             objective=spec.study.objective, n_trials=n_trials, on_trial=after_trial)
+    finally:
+        if buffer is not None:
+            buffer.flush()
     run = RunData(spec=spec, study=study, points=load_measured(study))
     pick, reason = finalize(run, spec.sla, Path(spec.output_dir), backend_info=backend.describe())
     return TuneResult(study, summary, run.points, pick, reason)
@@ -140,7 +157,7 @@ def load_run(run: str | None, *, storage: str | None = None, study_name: str | N
         study_name = names[0]
     if study_name not in names:
         raise ConfigError("--study", study_name, f"allowed: {', '.join(names) or 'no study in this storage'}")
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     spec = parse_spec(study.user_attrs[SPEC_ATTR])
     return RunData(spec=spec, study=study, points=load_measured(study))
 

@@ -29,6 +29,8 @@ __all__ = ["StudySummary", "TrialOutcome", "load_measured", "objective_values", 
 
 log = logging.getLogger(__name__)
 
+#: User attribute holding a trial's load points (a list of LoadPoint dicts).
+POINTS_ATTR = "points"
 #: Stop early when this many asks in a row brought nothing new (space exhausted).
 EXHAUSTED_AFTER = 100
 
@@ -78,8 +80,7 @@ def objective_values(points: list[LoadPoint], sla: SLA, objective: str) -> tuple
 
 
 def _trial_points(trial: FrozenTrial) -> list[LoadPoint]:
-    keys = sorted(k for k in trial.user_attrs if k.startswith("point_"))
-    return [LoadPoint.from_dict(trial.user_attrs[k]) for k in keys]
+    return [LoadPoint.from_dict(p) for p in trial.user_attrs.get(POINTS_ATTR, [])]
 
 
 def load_measured(study: optuna.Study) -> list[MeasuredPoint]:
@@ -172,15 +173,16 @@ def _one_trial(
     if key in known:
         prior = known[key]
         trial.set_user_attr("duplicate_of", prior.number)
-        trial.set_user_attr(CONSTRAINT_ATTR, prior.violation)
+        _set_violation(trial, prior.violation)
         study.tell(trial, prior.values)
         summary.duplicates += 1
         return TrialOutcome(trial.number, "duplicate", dep, f"same as trial {prior.number}")
     points: list[LoadPoint] = []
 
     def store(point: LoadPoint) -> None:
-        trial.set_user_attr(f"point_{len(points):03d}", point.to_dict())
+        # The whole list so far, rewritten per point: a killed run keeps every point.
         points.append(point)
+        trial.set_user_attr(POINTS_ATTR, [p.to_dict() for p in points])
 
     try:
         backend.measure(dep, problem, on_point=store)
@@ -195,12 +197,18 @@ def _one_trial(
     if not points:
         return _fail(study, trial, summary, dep, "backend returned no load points", points)
     values, violation = objective_values(points, sla, objective)
-    trial.set_user_attr(CONSTRAINT_ATTR, violation)
+    _set_violation(trial, violation)
     study.tell(trial, values)
     known[key] = _Known(trial.number, values, violation)
     summary.measured += 1
     summary.best = _best_of(trial.number, dep, points, sla, summary.best)
     return TrialOutcome(trial.number, "measured", dep, None, tuple(points))
+
+
+def _set_violation(trial: optuna.Trial, violation: float) -> None:
+    """The SLA violation as Optuna constraint (samplers read it) and as a readable attribute."""
+    trial.set_constraint(CONSTRAINT_ATTR, violation)
+    trial.set_user_attr(CONSTRAINT_ATTR, violation)
 
 
 def _fail(study: optuna.Study, trial: optuna.Trial, summary: StudySummary, dep: Deployment,

@@ -21,9 +21,9 @@ import math
 from serving import LoadPoint, WorkerGroup, Workload
 
 from .costs import WorkerCost
-from .spread import QUANTILES, Z, Latencies, build_point, mean_wait, wait_quantile
+from .spread import QUANTILES, Latencies, Z, build_point, prefill_wait
 
-__all__ = ["batch_capacity", "agg_point"]
+__all__ = ["agg_point", "batch_capacity"]
 
 
 def batch_capacity(cost: WorkerCost, group: WorkerGroup, workload: Workload) -> int:
@@ -64,25 +64,26 @@ def agg_point(
     t_dec = cost.step(decode, ctx_dec)
     t_mix = cost.step(decode, ctx_dec, mixed_tokens, ctx_pf)
     step = (1.0 - frac_mixed) * t_dec + frac_mixed * t_mix
-    if prefill_bound:
-        rate = mixed_tokens / isl / step  # requests/s of one rank
-    else:
-        rate = batch / (life * step)
+    # Requests/s of one rank: the token budget when prefill-bound, else the batch's cycle.
+    rate = mixed_tokens / isl / step if prefill_bound else batch / (life * step)
 
     # TPOT: a request's decode steps include ~f mixed ones (binomial spread).
     sd = (t_mix - t_dec) * math.sqrt(frac_mixed * (1.0 - frac_mixed) / max(dec_steps, 1))
     tpot = tuple(step + z * sd for z in Z)
     itl = tuple(t_dec if q <= 1.0 - frac_mixed else t_mix for q in QUANTILES)
 
-    # TTFT without engine queue: wait for the running step to end (uniform, only when others
-    # are running), wait for room in the token budget (M/D/1 in steps), then n_pf steps.
-    busy = 1.0 if c_rank > 1.0 else 0.0
-    rho = min(1.0, prefill / max(budget - decode, 1.0)) if not prefill_bound else 1.0
-    serve = n_pf * t_mix
-    base = [serve + busy * q * step + wait_quantile(rho, t_mix, q) for q in QUANTILES]
-    base_mean = serve + busy * 0.5 * step + mean_wait(rho, t_mix)
-    # Little's law over the closed loop: cycle = c_rank / rate = TTFT + (osl-1) TPOT.
-    queue = max(0.0, c_rank / rate - dec_steps * step - base_mean)
-    ttft = tuple(b + queue for b in base)
-    lat = Latencies(ttft=ttft, tpot=tpot, itl=itl, requests_s=rate * ranks)  # type: ignore[arg-type]
+    # TTFT: a closed-loop benchmark starts every user at once and equal lengths keep them in
+    # phase, so a rank's users send their prompts as a burst; a request's TTFT is the prefill
+    # of the prompts queued ahead of it in that burst (its queueing position), chunked into
+    # budget-sized steps. Position q of the burst gives the q-quantile.
+    cohort = 1.0 + cost.consts.burst_fraction * (busiest - 1.0)
+    pf_step = max(float(chunk), budget - decode)
+    t_burst = cost.step(decode, ctx_dec, min(cohort * isl, pf_step), ctx_pf)
+    ttft = [prefill_wait(q, cohort, isl, pf_step, n_pf) * t_burst for q in QUANTILES]
+    ttft_mean = prefill_wait(0.5, cohort, isl, pf_step, n_pf) * t_burst
+    # Little's law over the closed loop: cycle = c_rank / rate = TTFT + (osl-1) TPOT; users
+    # beyond the batch capacity wait in the engine queue for a free slot.
+    queue = max(0.0, c_rank / rate - dec_steps * step - ttft_mean)
+    ttft = [v + queue + cost.consts.request_overhead_us * 1e-6 for v in ttft]
+    lat = Latencies(ttft=tuple(ttft), tpot=tpot, itl=itl, requests_s=rate * ranks)
     return build_point(lat, concurrency=concurrency, gpus=gpus, isl=isl, osl=osl)

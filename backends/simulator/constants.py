@@ -16,7 +16,7 @@ import yaml
 
 from serving import ConfigError
 
-__all__ = ["Constants", "load_constants", "DEFAULT_CONSTANTS_FILE"]
+__all__ = ["DEFAULT_CONSTANTS_FILE", "Constants", "load_constants"]
 
 #: Packaged default, next to this module (shipped as package data by setup.cfg).
 DEFAULT_CONSTANTS_FILE = "constants.yaml"
@@ -36,11 +36,13 @@ class Constants:
     elementwise_fixed_us: float
     elementwise_hidden_passes: float
     step_overhead_us: float
+    request_overhead_us: float
     comm_efficiency: float
     nvlink_latency_us: float
     ib_latency_us: float
     moe_imbalance: float
     kv_transfer_fixed_us: float
+    burst_fraction: float
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -50,7 +52,9 @@ class Constants:
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ConfigError(f"{source}.{unknown[0]}", data[unknown[0]], f"unknown key; allowed: {', '.join(names)}")
+            raise ConfigError(
+                f"{source}.{unknown[0]}", data[unknown[0]], f"unknown key; allowed: {', '.join(names)}"
+            )
         missing = [n for n in names if n not in data]
         if missing:
             raise ConfigError(f"{source}.{missing[0]}", None, "required key is missing")
@@ -60,10 +64,16 @@ class Constants:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{source}.{name}", value, "must be a non-negative number")
             values[name] = float(value)
-        for name in ("hbm_efficiency", "gemm_compute_efficiency", "attn_decode_hbm_efficiency",
-                     "attn_prefill_efficiency", "comm_efficiency"):
-            if not 0.0 < values[name] <= 1.0:
-                raise ConfigError(f"{source}.{name}", values[name], "must be in (0, 1]")
+        for name in (
+            "hbm_efficiency",
+            "gemm_compute_efficiency",
+            "attn_decode_hbm_efficiency",
+            "attn_prefill_efficiency",
+            "comm_efficiency",
+            "burst_fraction",
+        ):
+            if not 0.0 <= values[name] <= 1.0:
+                raise ConfigError(f"{source}.{name}", values[name], "must be in [0, 1]")
         if values["moe_imbalance"] < 1.0:
             raise ConfigError(f"{source}.moe_imbalance", values["moe_imbalance"], "must be >= 1")
         return cls(**values)

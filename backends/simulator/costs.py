@@ -24,7 +24,7 @@ from serving.precision import bytes_per_param, kv_bytes_per_element
 
 from .constants import Constants
 
-__all__ = ["WorkerCost", "ACT_BYTES"]
+__all__ = ["ACT_BYTES", "WorkerCost"]
 
 #: Activations travel and live in 16-bit on every engine we model.
 ACT_BYTES = 2.0
@@ -34,17 +34,46 @@ class WorkerCost:
     """Prices one engine step of one worker of ``group`` (one pipeline round when pp > 1)."""
 
     __slots__ = (
-        "_attn_bytes", "_attn_core_flops_dec", "_attn_core_flops_pf", "_attn_flops_per_tok",
-        "_attn_bw", "_attn_kernels", "_attn_peak", "_bw", "_c", "_dense_bytes", "_dense_flops_per_tok",
-        "_dense_layers", "_dp", "_ep", "_ep_link", "_experts", "_expert_bytes",
-        "_expert_flops_per_tok", "_hidden", "_kv_layer_bytes", "_layers", "_lm_bytes",
-        "_lm_flops_per_tok", "_moe_layers", "_moe_tp", "_peak", "_pp", "_shared_bytes",
-        "_shared_flops_per_tok", "_top_k", "_tp", "_tp_link", "kv_tokens",
+        "_attn_bw",
+        "_attn_bytes",
+        "_attn_core_flops_dec",
+        "_attn_core_flops_pf",
+        "_attn_flops_per_tok",
+        "_attn_kernels",
+        "_attn_peak",
+        "_bw",
+        "_c",
+        "_dense_bytes",
+        "_dense_flops_per_tok",
+        "_dense_layers",
+        "_dp",
+        "_ep",
+        "_ep_link",
+        "_expert_bytes",
+        "_expert_flops_per_tok",
+        "_experts",
+        "_hidden",
+        "_kv_layer_bytes",
+        "_layers",
+        "_lm_bytes",
+        "_lm_flops_per_tok",
+        "_moe_layers",
+        "_moe_tp",
+        "_peak",
+        "_pp",
+        "_shared_bytes",
+        "_shared_flops_per_tok",
+        "_top_k",
+        "_tp",
+        "_tp_link",
+        "consts",
+        "kv_token_bytes",
+        "kv_tokens",
     )
 
     def __init__(self, group: WorkerGroup, problem: Problem, consts: Constants) -> None:
         arch, gpu, par = problem.arch, problem.gpu, group.parallel
-        c = self._c = consts
+        c = self._c = self.consts = consts
         wb = bytes_per_param(problem.precision)
         tp, dp, pp = par.tp, par.dp, par.pp
         self._tp, self._dp, self._pp, self._ep, self._moe_tp = tp, dp, pp, par.ep, par.moe_tp
@@ -76,6 +105,7 @@ class WorkerCost:
         self._lm_flops_per_tok = 2.0 * arch.vocab * arch.hidden / tp
         mem = worker_memory(group, problem)
         self.kv_tokens = mem.kv_tokens()
+        self.kv_token_bytes = mem.kv_per_token  # one cached token, all layers of a stage, one GPU
         # KV bytes one cached token occupies in one layer on one GPU (MLA latent: whole).
         self._kv_layer_bytes = mem.kv_per_token / self._layers if self._layers else 0.0
         # Attention core FLOPs per (query token, context position) per GPU: decode uses MLA's
@@ -156,10 +186,17 @@ class WorkerCost:
                 core / (self._attn_peak * c.gemm_compute_efficiency),
             )
         if prefill > 0:
-            attn += prefill * prefill_ctx * self._attn_core_flops_pf / (self._attn_peak * c.attn_prefill_efficiency)
+            attn += (
+                prefill
+                * prefill_ctx
+                * self._attn_core_flops_pf
+                / (self._attn_peak * c.attn_prefill_efficiency)
+            )
         attn += self._all_reduce(tokens, self._tp, self._tp_link)  # after o_proj
-        misc = (c.elementwise_kernels_per_layer * c.elementwise_fixed_us * 1e-6
-                + tokens * self._hidden * ACT_BYTES * c.elementwise_hidden_passes / self._bw)
+        misc = (
+            c.elementwise_kernels_per_layer * c.elementwise_fixed_us * 1e-6
+            + tokens * self._hidden * ACT_BYTES * c.elementwise_hidden_passes / self._bw
+        )
         per_layer = attn + misc
         total = self._layers * per_layer
         if self._dense_layers:

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from serving import LoadPoint
 
-__all__ = ["QUANTILES", "Z", "Latencies", "wait_quantile", "build_point", "NOMINAL_ROUNDS"]
+__all__ = [
+    "NOMINAL_ROUNDS",
+    "QUANTILES",
+    "Latencies",
+    "Z",
+    "build_point",
+    "mean_wait",
+    "prefill_wait",
+    "wait_quantile",
+]
 
 #: The percentiles every LoadPoint carries, as probabilities.
 QUANTILES = (0.5, 0.9, 0.99)
@@ -45,13 +54,23 @@ def mean_wait(rho: float, service_s: float) -> float:
     return service_s * rho / (2.0 * (1.0 - rho))
 
 
+def prefill_wait(q: float, cohort: float, isl: int, step_tokens: float, min_steps: int) -> float:
+    """Prefill steps until the prompt at quantile ``q`` of a burst of ``cohort`` prompts is done.
+
+    The prompts ahead of it (``q (cohort - 1)``) and its own are prefilled first-come first-
+    served, ``step_tokens`` per step; a prompt needs at least ``min_steps`` (its own chunks).
+    """
+    position = 1.0 + q * max(cohort - 1.0, 0.0)
+    return max(float(min_steps), math.ceil(position * isl / step_tokens - 1e-9))
+
+
 @dataclass(frozen=True)
 class Latencies:
     """Per-percentile latencies in seconds, (p50, p90, p99) each, and the request rate."""
 
-    ttft: tuple[float, float, float]
-    tpot: tuple[float, float, float]
-    itl: tuple[float, float, float]
+    ttft: tuple[float, ...]
+    tpot: tuple[float, ...]
+    itl: tuple[float, ...]
     requests_s: float
 
 

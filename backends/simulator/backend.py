@@ -1,0 +1,118 @@
+"""The ``simulator`` backend: analytical predictions of load points, no GPU needed.
+
+Prices every step of every worker from the model's FLOPs and bytes, the GPU's datasheet
+peaks and a small set of global efficiency constants (``constants.yaml``), then runs a fluid
+closed-loop model of aggregated or disaggregated serving over the concurrency ladder.
+Deterministic and fast (tens of microseconds per load point), so a study can price thousands
+of candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from serving import CandidateFailed, ConfigError, Deployment, LoadPoint, Problem
+from serving.memory import fit_reason
+from serving.precision import bytes_per_param, kv_bytes_per_element
+
+from ..base import PointCallback
+from .agg import agg_point
+from .constants import Constants, load_constants
+from .costs import WorkerCost
+from .disagg import disagg_point, kv_transfer_s
+
+__all__ = ["OPTIONS", "VERSION", "SimulatorBackend"]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever predictions change for the same inputs and constants.
+VERSION = "1"
+#: Options ``SimulatorBackend`` accepts (the spec's ``backend.options``).
+OPTIONS = ("constants",)
+
+
+class SimulatorBackend:
+    """Analytical backend. Options: ``constants`` = path of an alternative constants YAML."""
+
+    name = "simulator"
+    #: Prices a candidate in well under a millisecond: the study may buffer its writes.
+    instant = True
+
+    def __init__(self, **options: Any) -> None:
+        for key, value in options.items():
+            if key not in OPTIONS:
+                raise ConfigError(f"backend.options.{key}", value, f"allowed: {', '.join(OPTIONS)}")
+        path = options.get("constants")
+        if path is not None and not isinstance(path, str):
+            raise ConfigError("backend.options.constants", path, "must be a path to a YAML file")
+        self._constants_path = path
+        self.constants: Constants = load_constants(path)
+
+    def check(self, deployment: Deployment, problem: Problem) -> str | None:
+        """Why this deployment cannot be priced or would not fit in memory, or None."""
+        reason = self._unsupported(deployment, problem)
+        return reason if reason is not None else fit_reason(deployment, problem)
+
+    def measure(
+        self,
+        deployment: Deployment,
+        problem: Problem,
+        *,
+        on_point: PointCallback | None = None,
+    ) -> list[LoadPoint]:
+        """One predicted LoadPoint per concurrency of the ladder, in order."""
+        reason = self.check(deployment, problem)
+        if reason is not None:
+            raise CandidateFailed(reason)
+        consts, workload = self.constants, problem.workload
+        points: list[LoadPoint] = []
+        if deployment.mode == "agg":
+            assert deployment.agg is not None
+            cost = WorkerCost(deployment.agg, problem, consts)
+            gpus = deployment.gpus()
+            for conc in workload.concurrency:
+                point = agg_point(cost, deployment.agg, workload, concurrency=conc, gpus=gpus)
+                points.append(point)
+                if on_point is not None:
+                    on_point(point)
+        else:
+            assert deployment.prefill is not None and deployment.decode is not None
+            pcost = WorkerCost(deployment.prefill, problem, consts)
+            dcost = WorkerCost(deployment.decode, problem, consts)
+            xfer = kv_transfer_s(deployment, problem, pcost, consts)
+            for conc in workload.concurrency:
+                point = disagg_point(pcost, dcost, deployment, workload, concurrency=conc, xfer_s=xfer)
+                points.append(point)
+                if on_point is not None:
+                    on_point(point)
+        logger.debug("simulated %s: %d points", deployment.label(), len(points))
+        return points
+
+    def describe(self) -> dict[str, Any]:
+        """Name, version and the constants in use (provenance for pick.yaml)."""
+        out: dict[str, Any] = {"name": self.name, "version": VERSION, "constants": self.constants.to_dict()}
+        if self._constants_path is not None:
+            out["constants_file"] = self._constants_path
+        return out
+
+    @staticmethod
+    def _unsupported(deployment: Deployment, problem: Problem) -> str | None:
+        """Inputs the model cannot price (as opposed to deployments that do not fit)."""
+        arch, workload = problem.arch, problem.workload
+        try:
+            bytes_per_param(problem.precision)
+            for group in deployment.groups().values():
+                kv_bytes_per_element(group.knobs.kv_cache_dtype, problem.precision)
+        except ConfigError as err:
+            return f"unsupported: {err}"
+        if workload.isl < 1 or workload.osl < 1:
+            return f"unsupported: isl and osl must be >= 1 (got {workload.isl}, {workload.osl})"
+        if not workload.concurrency or min(workload.concurrency) < 1:
+            return f"unsupported: concurrency levels must be >= 1 (got {workload.concurrency})"
+        if arch.is_moe and not (0 < arch.active_experts <= arch.experts):
+            return f"unsupported: MoE model {arch.name} has active_experts={arch.active_experts}"
+        for role, group in deployment.groups().items():
+            if group.parallel.pp > arch.layers:
+                return f"unsupported: {role} pp={group.parallel.pp} exceeds {arch.layers} layers"
+        return None

@@ -1,0 +1,124 @@
+"""The Optuna encoding: suggest/params round trip, unique enumeration, real studies."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import FixedTrial
+
+from search_spaces import infeasible_reason, load_space, parse_space
+from serving import ConfigError, Deployment, EngineKnobs, Parallelism, WorkerGroup
+
+from .conftest import PRESET_PROBLEMS, make_problem
+
+
+def test_params_round_trip_over_every_candidate(preset: str) -> None:
+    space, problem = load_space(preset), PRESET_PROBLEMS[preset]
+    for deployment in space.candidates(problem):
+        assert space.suggest(FixedTrial(space.params(deployment)), problem) == deployment
+
+
+def test_candidates_are_unique(preset: str) -> None:
+    space, problem = load_space(preset), PRESET_PROBLEMS[preset]
+    keys = [d.key() for d in space.candidates(problem)]
+    assert len(keys) == len(set(keys)) > 0
+
+
+def test_small_space_is_exactly_enumerated() -> None:
+    # agg: tp {1,2} x count {1,max} x 3 seqs x 2 tokens, where on 1 GPU "max" = 1 for both
+    # TPs -> 2 x 6 = 12; disagg: 2 decode max_num_seqs -> 2.
+    space, problem = load_space("small"), PRESET_PROBLEMS["small"]
+    assert len(list(space.candidates(problem))) == 14
+
+
+def test_moe_space_holds_the_inferencex_disagg_labels() -> None:
+    space, problem = load_space("moe-multi-node"), PRESET_PROBLEMS["moe-multi-node"]
+    labels = {d.label() for d in space.candidates(problem)}
+    assert {"1xDEP4+1xDEP8", "2xDEP2+1xDEP8", "1xTEP8+1xTEP8", "DEP32", "TEP8", "TP8"} <= labels
+
+
+def test_dense_space_holds_agg_replicas_and_disagg_pools() -> None:
+    space, problem = load_space("dense-single-node"), PRESET_PROBLEMS["dense-single-node"]
+    labels = {d.label() for d in space.candidates(problem)}
+    assert {"TP8", "2xTP4", "4xTP2", "8xTP1", "TP1", "1xTP4+1xTP4", "2xTP2+1xTP4"} <= labels
+
+
+def test_count_max_fills_the_budget() -> None:
+    space = parse_space(
+        {"modes": ["disagg"], "prefill": {"tp": [2], "count": [1]}, "decode": {"tp": [2], "count": ["max"]}}
+    )
+    problem = make_problem("Qwen3-32B", "H200", gpus=8)
+    (deployment,) = space.candidates(problem)
+    assert deployment.label() == "1xTP2+3xTP2"
+    assert deployment.gpus() == problem.gpus
+
+
+def test_params_skip_constants_and_use_symbols() -> None:
+    space = load_space("moe-multi-node")
+    deployment = Deployment(
+        mode="disagg",
+        prefill=WorkerGroup(
+            Parallelism(dp=4, ep=4), 1, EngineKnobs(max_num_seqs=64, max_num_batched_tokens=16384)
+        ),
+        decode=WorkerGroup(Parallelism(dp=8, ep=8), 7),  # 7 = "max" on 64 GPUs after a DEP4
+    )
+    params = space.params(deployment)
+    assert params["mode"] == "disagg"
+    assert params["decode.count"] == "max"
+    assert params["prefill.tp"] == 1 and params["prefill.dp"] == 4
+    assert "prefill.ep" not in params  # a single choice is a constant, not a parameter
+    assert space.suggest(FixedTrial(params), PRESET_PROBLEMS["moe-multi-node"]) == deployment
+
+
+def test_params_rejects_a_deployment_outside_the_space() -> None:
+    space = load_space("small")
+    outside = Deployment(mode="agg", agg=WorkerGroup(Parallelism(tp=4)))
+    with pytest.raises(ConfigError) as info:
+        space.params(outside)
+    assert info.value.field == "search_space.agg.tp"
+
+
+def test_same_name_always_has_the_same_choices(preset: str) -> None:
+    """Optuna needs one distribution per parameter name across trials."""
+    space, problem = load_space(preset), PRESET_PROBLEMS[preset]
+    seen: dict[str, tuple[object, ...]] = {}
+
+    class Recorder:
+        def __init__(self, params: dict[str, object]) -> None:
+            self.params = params
+
+        def suggest_categorical(self, name: str, choices: list[object]) -> object:
+            assert seen.setdefault(name, tuple(choices)) == tuple(choices), name
+            return self.params[name]
+
+    for deployment in list(space.candidates(problem))[::7]:
+        space.suggest(Recorder(space.params(deployment)), problem)  # type: ignore[arg-type]
+    assert "mode" in seen
+
+
+@pytest.mark.parametrize("sampler_cls", [optuna.samplers.RandomSampler, optuna.samplers.TPESampler])
+def test_real_study_suggests_points_of_the_space(
+    preset: str, sampler_cls: type[optuna.samplers.BaseSampler]
+) -> None:
+    space, problem = load_space(preset), PRESET_PROBLEMS[preset]
+    keys = {d.key() for d in space.candidates(problem)}
+    study = optuna.create_study(direction="maximize", sampler=sampler_cls(seed=7))  # type: ignore[call-arg]
+    drawn: list[Deployment] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        deployment = space.suggest(trial, problem)
+        drawn.append(deployment)
+        return 0.0 if infeasible_reason(deployment, problem) else float(deployment.gpus())
+
+    study.optimize(objective, n_trials=30)
+    assert len(drawn) == 30
+    assert all(d.key() in keys for d in drawn)
+
+
+def test_enqueued_params_reproduce_the_deployment() -> None:
+    space, problem = load_space("dense-single-node"), PRESET_PROBLEMS["dense-single-node"]
+    target = next(d for d in space.candidates(problem) if d.label() == "1xTP2+3xTP2")
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=1))
+    study.enqueue_trial(space.params(target))
+    trial = study.ask()
+    assert space.suggest(trial, problem) == target
