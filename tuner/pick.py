@@ -55,6 +55,13 @@ def explain_infeasible(points: Sequence[MeasuredPoint], sla: SLA) -> str:
 
 
 def closest_points(points: Sequence[MeasuredPoint], sla: SLA, n: int = 5) -> list[MeasuredPoint]:
-    """The ``n`` points nearest to meeting the SLA (smallest summed relative shortfall),
-    best throughput first among equals."""
-    return sorted(points, key=lambda m: (sla.violation(m.point), -m.point.tok_s_gpu))[:n]
+    """The nearest point to meeting the SLA (smallest summed relative shortfall, then best
+    throughput) of each of the ``n`` nearest topologies: distinct alternatives to consider."""
+    ranked = sorted(points, key=lambda m: (sla.violation(m.point), -m.point.tok_s_gpu))
+    seen: set[str] = set()
+    out: list[MeasuredPoint] = []
+    for m in ranked:
+        if m.label not in seen:
+            seen.add(m.label)
+            out.append(m)
+    return out[:n]
