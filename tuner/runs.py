@@ -28,6 +28,7 @@ from .plot import plot_front
 from .results import MeasuredPoint
 from .samplers import make_sampler
 from .sla import SLA
+from .screen import Screening, screen
 from .spec import StudySpec, build_problem, parse_spec
 from .storage import WriteBehind, open_storage
 from .study import StudySummary, TrialOutcome, load_measured, run_trials
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 SPEC_ATTR = "spec"
 #: Spec fields that may change between runs of one study without changing its meaning.
 _FREE_STUDY_FIELDS = ("sampler", "trials", "seed", "storage", "name")
+#: With an instant backend, up to 1/WARM_START_SHARE of the trial budget starts from the
+#: screened best candidates; the sampler explores with the rest.
+WARM_START_SHARE = 5
 
 
 def fingerprint(spec: StudySpec) -> dict[str, Any]:
@@ -100,6 +104,7 @@ class TuneResult:
     points: list[MeasuredPoint]
     pick: Pick | None
     no_pick_reason: str | None
+    screening: Screening | None = None
 
 
 def tune(spec: StudySpec, *, on_trial: Callable[[TrialOutcome, StudySummary], None] | None = None,
@@ -114,11 +119,17 @@ def tune(spec: StudySpec, *, on_trial: Callable[[TrialOutcome, StudySummary], No
     buffer = WriteBehind(study) if getattr(backend, "instant", False) else None
     work = buffer.memory if buffer else study
     n_trials = spec.study.trials
+    screening = None
     if spec.study.sampler == "grid":
         queued = _enqueue_grid(work, space, problem, backend, n_trials)
         n_trials = min(n_trials, queued) if queued else n_trials
+    elif buffer is not None and not work.trials:
+        # First run on an instant backend: start from the screened best and front.
+        screening = screen(space, problem, backend, spec.sla, spec.study.objective)
+        for dep in screening.warm_start(max(1, n_trials // WARM_START_SHARE)):
+            work.enqueue_trial(space.params(dep), skip_if_exists=False)
     if on_start is not None:
-        on_start(len(work.trials), n_trials)
+        on_start(sum(t.state.is_finished() for t in work.get_trials(deepcopy=False)), n_trials)
 
     def after_trial(outcome: TrialOutcome, summary: StudySummary) -> None:
         if buffer is not None:
@@ -128,13 +139,14 @@ def tune(spec: StudySpec, *, on_trial: Callable[[TrialOutcome, StudySummary], No
 
     try:
         summary = run_trials(work, space=space, backend=backend, problem=problem, sla=spec.sla,
-                             objective=spec.study.objective, n_trials=n_trials, on_trial=after_trial)
+                             objective=spec.study.objective, n_trials=n_trials, on_trial=after_trial,
+                             distinct=screening.feasible if screening else None)
     finally:
         if buffer is not None:
             buffer.flush()
     run = RunData(spec=spec, study=study, points=load_measured(study))
     pick, reason = finalize(run, spec.sla, Path(spec.output_dir), backend_info=backend.describe())
-    return TuneResult(study, summary, run.points, pick, reason)
+    return TuneResult(study, summary, run.points, pick, reason, screening)
 
 
 @dataclass

@@ -129,8 +129,11 @@ def run_trials(
     objective: str,
     n_trials: int,
     on_trial: Callable[[TrialOutcome, StudySummary], None] | None = None,
+    distinct: int | None = None,
 ) -> StudySummary:
-    """Run trials until the study holds ``n_trials`` finished trials (a resume continues)."""
+    """Run trials until the study holds ``n_trials`` finished trials (a resume continues),
+    or until ``distinct`` different deployments are measured (the whole feasible space,
+    when a screening counted it)."""
     summary = StudySummary()
     for m in load_measured(study):
         if sla.meets(m.point) and (summary.best is None or m.point.tok_s_gpu > summary.best.point.tok_s_gpu):
@@ -143,7 +146,7 @@ def run_trials(
         idle = idle + 1 if outcome.state in ("infeasible", "duplicate") else 0
         if on_trial is not None:
             on_trial(outcome, summary)
-        if idle >= EXHAUSTED_AFTER:
+        if idle >= EXHAUSTED_AFTER or (distinct is not None and len(known) >= distinct):
             summary.exhausted = True
             break
     return summary

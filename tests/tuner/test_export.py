@@ -25,7 +25,7 @@ from serving import ConfigError
 from tests.serving.test_launch import TOPOLOGIES
 from tuner.export import ExportContext, exporter_names, get_exporter, render_exports, write_exports
 
-FORMATS = ("vllm", "kubernetes", "dynamo", "llmd")
+FORMATS = ("vllm", "kubernetes", "dynamo", "llm-d")
 K8S_VERSIONS = ("1.29.0", "1.37.0")
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_TOPOLOGY = "1xDEP4+1xDEP8"
@@ -158,7 +158,7 @@ def test_every_format_adds_up_to_deployment_gpus(label: str) -> None:
     assert sum(len(ids.split(",")) for ids in visible) == expected
     assert k8s_gpus(docs_of(out["kubernetes"])) == expected
     assert dynamo_gpus(docs_of(out["dynamo"])) == expected
-    assert llmd_chart_gpus(docs_of(out["llmd"])[0]) == expected
+    assert llmd_chart_gpus(docs_of(out["llm-d"])[0]) == expected
     header = f"# {label}: {expected} GPUs"
     for fmt in FORMATS:
         for path, text in out[fmt].items():
@@ -230,7 +230,7 @@ CHART_CONTAINER_KEYS = {
 
 @pytest.mark.parametrize("label", list(TOPOLOGIES))
 def test_llmd_values_validate_and_use_only_chart_keys(label: str) -> None:
-    (values,) = docs_of(rendered(label, "llmd"))
+    (values,) = docs_of(rendered(label, "llm-d"))
     schema = load_schema("llm-d-modelservice_v0.4.12.values.schema.json")  # skips without schemas
     folder = schema_dir()
     assert folder is not None
@@ -272,7 +272,7 @@ def test_hf_token_never_inline(label: str, monkeypatch: pytest.MonkeyPatch) -> N
             for v in node:
                 walk(v)
 
-    for fmt in ("kubernetes", "dynamo", "llmd"):
+    for fmt in ("kubernetes", "dynamo", "llm-d"):
         walk(docs_of(out[fmt]))
 
 

@@ -122,7 +122,7 @@ BUILTIN_EXPORTERS: dict[str, str] = {
     "vllm": "tuner.export.vllm:VllmExporter",
     "kubernetes": "tuner.export.kubernetes:KubernetesExporter",
     "dynamo": "tuner.export.dynamo:DynamoExporter",
-    "llmd": "tuner.export.llmd:LlmdExporter",
+    "llm-d": "tuner.export.llmd:LlmdExporter",
 }
 
 

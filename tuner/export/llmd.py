@@ -28,7 +28,7 @@ PROXY_PORT = 8200  # chart default routing.proxy.targetPort
 class LlmdExporter:
     """``values.yaml`` for ``helm install <name> llm-d-modelservice -f values.yaml``."""
 
-    name = "llmd"
+    name = "llm-d"
 
     def render(self, plan: LaunchPlan, context: ExportContext) -> dict[str, str]:
         disagg = plan.mode == "disagg"
