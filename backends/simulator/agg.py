@@ -47,7 +47,8 @@ def agg_point(
     budget = group.knobs.max_num_batched_tokens
     chunk = min(isl, budget) if group.knobs.enable_chunked_prefill else isl
     n_pf = math.ceil(isl / chunk)
-    dec_steps = max(osl - 1, 0)
+    tps = cost.tokens_per_step  # > 1 with multi-token prediction
+    dec_steps = max(osl - 1, 0) / tps
     life = n_pf + dec_steps
     decode = busiest * dec_steps / life
     prefill = busiest * isl / life  # prefill tokens per step, on average
@@ -69,14 +70,14 @@ def agg_point(
 
     # TPOT: a request's decode steps include ~f mixed ones (binomial spread).
     sd = (t_mix - t_dec) * math.sqrt(frac_mixed * (1.0 - frac_mixed) / max(dec_steps, 1))
-    tpot = tuple(step + z * sd for z in Z)
+    tpot = tuple((step + z * sd) / tps for z in Z)
     itl = tuple(t_dec if q <= 1.0 - frac_mixed else t_mix for q in QUANTILES)
 
     # TTFT: a closed-loop benchmark starts every user at once and equal lengths keep them in
     # phase, so a rank's users send their prompts as a burst; a request's TTFT is the prefill
     # of the prompts queued ahead of it in that burst (its queueing position), chunked into
     # budget-sized steps. Position q of the burst gives the q-quantile.
-    cohort = 1.0 + cost.consts.burst_fraction * (busiest - 1.0)
+    cohort = 1.0 + cost.burst * (busiest - 1.0)
     pf_step = max(float(chunk), budget - decode)
     t_burst = cost.step(decode, ctx_dec, min(cohort * isl, pf_step), ctx_pf)
     ttft = [prefill_wait(q, cohort, isl, pf_step, n_pf) * t_burst for q in QUANTILES]
@@ -84,6 +85,6 @@ def agg_point(
     # Little's law over the closed loop: cycle = c_rank / rate = TTFT + (osl-1) TPOT; users
     # beyond the batch capacity wait in the engine queue for a free slot.
     queue = max(0.0, c_rank / rate - dec_steps * step - ttft_mean)
-    ttft = [v + queue + cost.consts.request_overhead_us * 1e-6 for v in ttft]
+    ttft = [v + queue + cost.request_overhead for v in ttft]
     lat = Latencies(ttft=tuple(ttft), tpot=tpot, itl=itl, requests_s=rate * ranks)
     return build_point(lat, concurrency=concurrency, gpus=gpus, isl=isl, osl=osl)

@@ -13,12 +13,12 @@ import logging
 from typing import Any
 
 from serving import CandidateFailed, ConfigError, Deployment, LoadPoint, Problem
-from serving.memory import fit_reason
+from serving.memory import start_reason
 from serving.precision import bytes_per_param, kv_bytes_per_element
 
 from ..base import PointCallback
 from .agg import agg_point
-from .constants import Constants, load_constants
+from .constants import ENGINES, Constants, load_constants
 from .costs import WorkerCost
 from .disagg import disagg_point, kv_transfer_s
 
@@ -27,13 +27,21 @@ __all__ = ["OPTIONS", "VERSION", "SimulatorBackend"]
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever predictions change for the same inputs and constants.
-VERSION = "1"
+VERSION = "2"
 #: Options ``SimulatorBackend`` accepts (the spec's ``backend.options``).
-OPTIONS = ("constants",)
+OPTIONS = ("constants", "engine", "spec_decode")
+#: Speculative decoding the simulator models: none, or one multi-token-prediction draft.
+SPEC_DECODE = ("none", "mtp")
 
 
 class SimulatorBackend:
-    """Analytical backend. Options: ``constants`` = path of an alternative constants YAML."""
+    """Analytical backend.
+
+    Options: ``constants`` = path of an alternative constants YAML; ``engine`` = the engine
+    family whose kernel speed and step overhead apply (``vllm`` default, ``sglang``,
+    ``trtllm``); ``spec_decode`` = ``none`` (default) or ``mtp`` (one draft token per step,
+    accepted with the ``mtp_acceptance`` probability).
+    """
 
     name = "simulator"
     #: Prices a candidate in well under a millisecond: the study may buffer its writes.
@@ -48,11 +56,21 @@ class SimulatorBackend:
             raise ConfigError("backend.options.constants", path, "must be a path to a YAML file")
         self._constants_path = path
         self.constants: Constants = load_constants(path)
+        self.engine = str(options.get("engine", "vllm"))
+        if self.engine not in ENGINES:
+            raise ConfigError("backend.options.engine", self.engine, f"allowed: {', '.join(ENGINES)}")
+        self.spec_decode = str(options.get("spec_decode", "none"))
+        if self.spec_decode not in SPEC_DECODE:
+            raise ConfigError(
+                "backend.options.spec_decode", self.spec_decode, f"allowed: {', '.join(SPEC_DECODE)}"
+            )
 
     def check(self, deployment: Deployment, problem: Problem) -> str | None:
-        """Why this deployment cannot be priced or would not fit in memory, or None."""
+        """Why this deployment cannot be priced or could not start (weights + reserve + KV
+        for one full-length sequence per rank: :func:`serving.memory.start_reason`), or None.
+        A deployment with room for fewer sequences than its batch runs smaller batches."""
         reason = self._unsupported(deployment, problem)
-        return reason if reason is not None else fit_reason(deployment, problem)
+        return reason if reason is not None else start_reason(deployment, problem)
 
     def measure(
         self,
@@ -69,7 +87,7 @@ class SimulatorBackend:
         points: list[LoadPoint] = []
         if deployment.mode == "agg":
             assert deployment.agg is not None
-            cost = WorkerCost(deployment.agg, problem, consts)
+            cost = WorkerCost(deployment.agg, problem, consts, engine=self.engine, mtp=self._mtp)
             gpus = deployment.gpus()
             for conc in workload.concurrency:
                 point = agg_point(cost, deployment.agg, workload, concurrency=conc, gpus=gpus)
@@ -78,8 +96,8 @@ class SimulatorBackend:
                     on_point(point)
         else:
             assert deployment.prefill is not None and deployment.decode is not None
-            pcost = WorkerCost(deployment.prefill, problem, consts)
-            dcost = WorkerCost(deployment.decode, problem, consts)
+            pcost = WorkerCost(deployment.prefill, problem, consts, engine=self.engine)
+            dcost = WorkerCost(deployment.decode, problem, consts, engine=self.engine, mtp=self._mtp)
             xfer = kv_transfer_s(deployment, problem, pcost, consts)
             for conc in workload.concurrency:
                 point = disagg_point(pcost, dcost, deployment, workload, concurrency=conc, xfer_s=xfer)
@@ -91,10 +109,21 @@ class SimulatorBackend:
 
     def describe(self) -> dict[str, Any]:
         """Name, version and the constants in use (provenance for pick.yaml)."""
-        out: dict[str, Any] = {"name": self.name, "version": VERSION, "constants": self.constants.to_dict()}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "version": VERSION,
+            "engine": self.engine,
+            "spec_decode": self.spec_decode,
+            "constants": self.constants.to_dict(),
+        }
         if self._constants_path is not None:
             out["constants_file"] = self._constants_path
         return out
+
+    @property
+    def _mtp(self) -> float:
+        """Expected accepted draft tokens per decode step (0 without speculative decoding)."""
+        return self.constants.mtp_acceptance if self.spec_decode == "mtp" else 0.0
 
     @staticmethod
     def _unsupported(deployment: Deployment, problem: Problem) -> str | None:

@@ -16,33 +16,102 @@ import yaml
 
 from serving import ConfigError
 
-__all__ = ["DEFAULT_CONSTANTS_FILE", "Constants", "load_constants"]
+__all__ = ["DEFAULT_CONSTANTS_FILE", "ENGINES", "GENERATIONS", "Constants", "load_constants"]
 
 #: Packaged default, next to this module (shipped as package data by setup.cfg).
 DEFAULT_CONSTANTS_FILE = "constants.yaml"
 
 
+#: GPU generations with their own achievable fractions of peak; any other generation uses
+#: the Hopper values (the H200 kernel measurements in shared/fidelity/kernels/h200.md).
+GENERATIONS = ("hopper", "blackwell")
+#: Engine families with their own kernel efficiency and per-step overhead.
+ENGINES = ("trtllm", "sglang", "vllm")
+#: Constants that are fractions in [0, 1].
+_FRACTIONS = (
+    "hbm_efficiency",
+    "hbm_efficiency_blackwell",
+    "gemm_compute_efficiency",
+    "gemm_compute_efficiency_blackwell",
+    "attn_decode_hbm_efficiency",
+    "attn_prefill_efficiency",
+    "comm_efficiency",
+    "burst_fraction_trtllm",
+    "burst_fraction_sglang",
+    "burst_fraction_vllm",
+    "mtp_acceptance",
+)
+
+
 @dataclass(frozen=True)
 class Constants:
-    """Global efficiencies, fixed costs and latencies; see ``constants.yaml`` for sources."""
+    """Global efficiencies, fixed costs and latencies; see ``constants.yaml`` for sources.
+
+    Per-generation fields end in ``_blackwell`` (the unsuffixed field is Hopper's and the
+    default for other generations); per-engine fields end in ``_trtllm``, ``_sglang`` or
+    ``_vllm``.
+    """
 
     hbm_efficiency: float
+    hbm_efficiency_blackwell: float
     gemm_compute_efficiency: float
+    gemm_compute_efficiency_blackwell: float
     gemm_fixed_us: float
+    roofline_sharpness: float
+    fp4_compute_scale: float
     attn_decode_fixed_us: float
     attn_decode_hbm_efficiency: float
     attn_prefill_efficiency: float
     elementwise_kernels_per_layer: float
     elementwise_fixed_us: float
     elementwise_hidden_passes: float
-    step_overhead_us: float
-    request_overhead_us: float
+    kernel_speed_trtllm: float
+    kernel_speed_sglang: float
+    kernel_speed_vllm: float
+    step_overhead_us_trtllm: float
+    step_overhead_us_sglang: float
+    step_overhead_us_vllm: float
+    seq_overhead_us: float
+    request_overhead_us_trtllm: float
+    request_overhead_us_sglang: float
+    request_overhead_us_vllm: float
     comm_efficiency: float
     nvlink_latency_us: float
     ib_latency_us: float
     moe_imbalance: float
+    moe_routing_kernels: float
+    moe_expert_fixed_us: float
     kv_transfer_fixed_us: float
-    burst_fraction: float
+    burst_fraction_trtllm: float
+    burst_fraction_sglang: float
+    burst_fraction_vllm: float
+    mtp_acceptance: float
+
+    def hbm(self, generation: str) -> float:
+        """Achievable fraction of datasheet HBM bandwidth on ``generation``."""
+        return self.hbm_efficiency_blackwell if generation == "blackwell" else self.hbm_efficiency
+
+    def compute(self, generation: str) -> float:
+        """Achievable fraction of datasheet dense tensor FLOPS on ``generation``."""
+        if generation == "blackwell":
+            return self.gemm_compute_efficiency_blackwell
+        return self.gemm_compute_efficiency
+
+    def kernel_speed(self, engine: str) -> float:
+        """Speed of ``engine``'s kernels relative to the PyTorch/cuBLAS ones measured on H200."""
+        return float(getattr(self, f"kernel_speed_{engine}"))
+
+    def request_overhead_s(self, engine: str) -> float:
+        """Serving-stack latency ``engine`` adds to every TTFT outside engine steps, seconds."""
+        return float(getattr(self, f"request_overhead_us_{engine}")) * 1e-6
+
+    def burst(self, engine: str) -> float:
+        """Share of a rank's users whose prompts ``engine`` prefills as one burst."""
+        return float(getattr(self, f"burst_fraction_{engine}"))
+
+    def step_overhead_s(self, engine: str) -> float:
+        """Per-step engine time outside the GPU graph for ``engine``, in seconds."""
+        return float(getattr(self, f"step_overhead_us_{engine}")) * 1e-6
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -64,18 +133,13 @@ class Constants:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"{source}.{name}", value, "must be a non-negative number")
             values[name] = float(value)
-        for name in (
-            "hbm_efficiency",
-            "gemm_compute_efficiency",
-            "attn_decode_hbm_efficiency",
-            "attn_prefill_efficiency",
-            "comm_efficiency",
-            "burst_fraction",
-        ):
+        for name in _FRACTIONS:
             if not 0.0 <= values[name] <= 1.0:
                 raise ConfigError(f"{source}.{name}", values[name], "must be in [0, 1]")
         if values["moe_imbalance"] < 1.0:
             raise ConfigError(f"{source}.moe_imbalance", values["moe_imbalance"], "must be >= 1")
+        if values["roofline_sharpness"] < 1.0:
+            raise ConfigError(f"{source}.roofline_sharpness", values["roofline_sharpness"], "must be >= 1")
         return cls(**values)
 
 

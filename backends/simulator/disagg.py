@@ -64,7 +64,8 @@ def disagg_point(
     """Predict one closed-loop concurrency level of a disaggregated deployment."""
     assert deployment.prefill is not None and deployment.decode is not None
     isl, osl = workload.isl, workload.osl
-    dec_steps = max(osl - 1, 0)
+    tps = dcost.tokens_per_step  # > 1 with multi-token prediction
+    dec_steps = max(osl - 1, 0) / tps
     serve_p, x_p = _prefill_pool(pcost, deployment.prefill, workload)
     d_group = deployment.decode
     d_ranks = d_group.count * d_group.parallel.dp
@@ -92,16 +93,17 @@ def disagg_point(
     # position q gives the q-quantile), then its KV moves and the first decode step runs.
     p_group = deployment.prefill
     p_ranks = p_group.count * p_group.parallel.dp
-    cohort = 1.0 + pcost.consts.burst_fraction * (math.ceil(concurrency / p_ranks - 1e-9) - 1.0)
+    cohort = 1.0 + pcost.burst * (math.ceil(concurrency / p_ranks - 1e-9) - 1.0)
     budget = p_group.knobs.max_num_batched_tokens
     chunk = min(isl, budget) if p_group.knobs.enable_chunked_prefill else isl
     step_tokens = max(float(chunk), budget)
     t_burst = pcost.step(0.0, 0.0, min(cohort * isl, step_tokens), isl / 2.0)
     n_pf = math.ceil(isl / chunk)
-    after = xfer_s + t_d + pcost.consts.request_overhead_us * 1e-6
+    after = xfer_s + t_d + pcost.request_overhead
     ttft = [prefill_wait(q, cohort, isl, step_tokens, n_pf) * t_burst + after for q in QUANTILES]
     ttft_mean = prefill_wait(0.5, cohort, isl, step_tokens, n_pf) * t_burst + after
     # Little's law: whatever the cycle time exceeds service by is spent queueing.
     queue = max(0.0, concurrency / rate - dec_steps * t_d - ttft_mean)
+    tpot = (tpot[0] / tps, tpot[1] / tps, tpot[2] / tps)
     lat = Latencies(ttft=tuple(v + queue for v in ttft), tpot=tpot, itl=tpot, requests_s=rate)
     return build_point(lat, concurrency=concurrency, gpus=deployment.gpus(), isl=isl, osl=osl)

