@@ -106,11 +106,7 @@ class ModelArch:
         )
 
     def total_params(self) -> int:
-        return (
-            self.non_expert_params_total()
-            + self.routed_expert_params_total()
-            + self.embedding_params()
-        )
+        return self.non_expert_params_total() + self.routed_expert_params_total() + self.embedding_params()
 
     def active_params_per_token(self) -> int:
         """Parameters one token multiplies through (routed experts: only the active ones)."""

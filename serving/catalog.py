@@ -19,7 +19,7 @@ from .arch import ModelArch
 from .errors import ConfigError
 from .hardware import GPU
 
-__all__ = ["model_names", "gpu_names", "load_model", "load_gpu", "arch_from_hf_config"]
+__all__ = ["arch_from_hf_config", "gpu_names", "load_gpu", "load_model", "model_names"]
 
 
 @cache
@@ -104,12 +104,14 @@ def arch_from_hf_config(config: dict[str, Any], *, name: str) -> ModelArch:
                 break
     for required in ("layers", "hidden", "heads", "vocab"):
         if required not in values:
-            raise ConfigError(f"model ({name}/config.json)", sorted(cfg)[:8], f"needs '{_HF_KEYS[required][0]}'")
+            raise ConfigError(
+                f"model ({name}/config.json)", sorted(cfg)[:8], f"needs '{_HF_KEYS[required][0]}'"
+            )
     values.setdefault("kv_heads", values["heads"])
     values.setdefault("head_dim", values["hidden"] // values["heads"])
     values.setdefault("intermediate", 4 * values["hidden"])
     if values.get("experts") and not values.get("moe_intermediate"):
         values["moe_intermediate"] = values["intermediate"]  # Mixtral/gpt-oss style configs
     ints = {f.name for f in fields(ModelArch) if f.type in ("int", int)}
-    clean = {k: (int(v) if k in ints else bool(v)) for k, v in values.items()}
+    clean: dict[str, Any] = {k: (int(v) if k in ints else bool(v)) for k, v in values.items()}
     return ModelArch(name=name, **clean)

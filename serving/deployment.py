@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-__all__ = ["Parallelism", "EngineKnobs", "WorkerGroup", "Deployment", "Mode", "ROLES"]
+__all__ = ["ROLES", "Deployment", "EngineKnobs", "Mode", "Parallelism", "WorkerGroup"]
 
 Mode = Literal["agg", "disagg"]
 #: Worker roles: an aggregated worker serves prefill and decode; disagg splits them.
@@ -84,9 +84,7 @@ class EngineKnobs:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(name, value, "must be a positive integer")
         if not 0.05 <= float(self.gpu_memory_utilization) <= 1.0:
-            raise ConfigError(
-                "gpu_memory_utilization", self.gpu_memory_utilization, "must be in [0.05, 1.0]"
-            )
+            raise ConfigError("gpu_memory_utilization", self.gpu_memory_utilization, "must be in [0.05, 1.0]")
 
 
 @dataclass(frozen=True)
@@ -166,7 +164,9 @@ class Deployment:
     def from_dict(cls, data: dict[str, Any]) -> Deployment:
         unknown = set(data) - {"mode", *ROLES}
         if unknown:
-            raise ConfigError(f"deployment.{sorted(unknown)[0]}", data, "allowed keys: mode, agg, prefill, decode")
+            raise ConfigError(
+                f"deployment.{sorted(unknown)[0]}", data, "allowed keys: mode, agg, prefill, decode"
+            )
         groups = {role: WorkerGroup.from_dict(data[role], role) for role in ROLES if data.get(role)}
         return cls(mode=data.get("mode", "agg"), **groups)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TunerError", "ConfigError", "CandidateFailed"]
+__all__ = ["CandidateFailed", "ConfigError", "TunerError"]
 
 
 class TunerError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["LoadPoint", "PERCENTILES"]
+__all__ = ["PERCENTILES", "LoadPoint"]
 
 PERCENTILES = (50, 90, 99)
 

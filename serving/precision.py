@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import ConfigError
 
-__all__ = ["PRECISIONS", "KV_DTYPES", "bytes_per_param", "kv_bytes_per_element"]
+__all__ = ["KV_DTYPES", "PRECISIONS", "bytes_per_param", "kv_bytes_per_element"]
 
 #: Weight/compute precisions: bytes per parameter. fp4 carries one 8-bit scale per
 #: 16 (NVFP4) or 32 (MXFP4) values; 0.5 + 1/32 is the NVFP4-style figure.

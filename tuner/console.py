@@ -22,8 +22,14 @@ class TrialProgress:
 
     def __init__(self, console: Console, *, enabled: bool = True) -> None:
         self._progress = Progress(
-            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), console=console, disable=not enabled, transient=False,
+            TextColumn("[bold]trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            disable=not enabled,
+            transient=False,
         )
         self._task: Any = None
 
@@ -41,30 +47,51 @@ class TrialProgress:
         best = summary.best
         text = "no SLA-feasible point yet"
         if best is not None:
-            text = f"best {best.label} {best.point.tok_s_gpu:,.0f} tok/s/GPU @ {best.point.tok_s_user:.1f} tok/s/user"
+            p = best.point
+            text = f"best {best.label} {p.tok_s_gpu:,.0f} tok/s/GPU @ {p.tok_s_user:.1f} tok/s/user"
         self._progress.update(self._task, advance=1, description=text)
 
 
 def summary_line(summary: StudySummary) -> str:
     infeasible = sum(summary.infeasible.values())
     reasons = ", ".join(f"{k} {v}" for k, v in summary.infeasible.most_common())
-    parts = [f"{summary.trials} trials this run: {summary.measured} measured",
-             f"{summary.duplicates} duplicates answered from storage",
-             f"{infeasible} infeasible never measured" + (f" ({reasons})" if reasons else ""),
-             f"{len(summary.failed)} failed"]
+    parts = [
+        f"{summary.trials} trials this run: {summary.measured} measured",
+        f"{summary.duplicates} duplicates answered from storage",
+        f"{infeasible} infeasible never measured" + (f" ({reasons})" if reasons else ""),
+        f"{len(summary.failed)} failed",
+    ]
     text = "; ".join(parts)
     return text + ("; search space exhausted" if summary.exhausted else "")
 
 
 def _row(m: MeasuredPoint) -> list[str]:
     p = m.point
-    return [m.label, str(m.gpus), str(p.concurrency), f"{p.tok_s_user:.1f}", f"{p.tok_s_gpu:,.0f}",
-            f"{p.ttft_ms_p50:,.0f}", f"{p.ttft_ms_p90:,.0f}", f"{p.tpot_ms_p50:.1f}", str(m.trial)]
+    return [
+        m.label,
+        str(m.gpus),
+        str(p.concurrency),
+        f"{p.tok_s_user:.1f}",
+        f"{p.tok_s_gpu:,.0f}",
+        f"{p.ttft_ms_p50:,.0f}",
+        f"{p.ttft_ms_p90:,.0f}",
+        f"{p.tpot_ms_p50:.1f}",
+        str(m.trial),
+    ]
 
 
 # Short headers so the table fits an 80-column terminal; the CSVs carry every metric.
-_COLUMNS = ("topology", "GPUs", "conc", "tok/s\nuser", "tok/s\nGPU", "TTFT\np50", "TTFT\np90",
-            "TPOT\np50", "trial")
+_COLUMNS = (
+    "topology",
+    "GPUs",
+    "conc",
+    "tok/s\nuser",
+    "tok/s\nGPU",
+    "TTFT\np50",
+    "TTFT\np90",
+    "TPOT\np50",
+    "trial",
+)
 
 
 def _table(title: str, rows: Sequence[MeasuredPoint]) -> Table:
@@ -79,14 +106,19 @@ def _table(title: str, rows: Sequence[MeasuredPoint]) -> Table:
 def front_table(points: Sequence[MeasuredPoint], limit: int = 20) -> Table:
     """The Pareto front, most interactive last (as on the chart's x axis)."""
     front = pareto_front(points)
-    shown = front if len(front) <= limit else [front[round(i * (len(front) - 1) / (limit - 1))] for i in range(limit)]
+    shown = (
+        front
+        if len(front) <= limit
+        else [front[round(i * (len(front) - 1) / (limit - 1))] for i in range(limit)]
+    )
     extra = "" if len(front) <= limit else f" ({limit} of {len(front)} shown)"
     return _table(f"Pareto front: {len(front)} points of {len(points)}{extra}", shown)
 
 
 def pick_table(pick: Pick) -> Table:
-    return _table(f"SLA pick ({pick.sla.describe()}; {pick.eligible} of {pick.total} points meet it)",
-                  [pick.chosen])
+    return _table(
+        f"SLA pick ({pick.sla.describe()}; {pick.eligible} of {pick.total} points meet it)", [pick.chosen]
+    )
 
 
 def near_table(points: Sequence[MeasuredPoint]) -> Table:
@@ -95,5 +127,10 @@ def near_table(points: Sequence[MeasuredPoint]) -> Table:
 
 def point_dict(m: MeasuredPoint) -> dict[str, Any]:
     """JSON form of a point for ``--json`` output."""
-    return {"trial": m.trial, "label": m.label, "gpus": m.gpus, "deployment": m.deployment.to_dict(),
-            **m.point.to_dict()}
+    return {
+        "trial": m.trial,
+        "label": m.label,
+        "gpus": m.gpus,
+        "deployment": m.deployment.to_dict(),
+        **m.point.to_dict(),
+    }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from serving.errors import CandidateFailed, ConfigError, TunerError
 
-__all__ = ["CandidateFailed", "ConfigError", "NoFeasiblePick", "StudyMismatch", "TunerError"]
+__all__ = ["CandidateFailed", "ConfigError", "NoFeasiblePick", "StorageError", "StudyMismatch", "TunerError"]
 
 
 class NoFeasiblePick(TunerError):
@@ -17,3 +17,8 @@ class NoFeasiblePick(TunerError):
 
 class StudyMismatch(TunerError):
     """An existing study was created from another spec; resuming it would mix problems."""
+
+
+class StorageError(TunerError):
+    """The study's storage cannot be reached or written (database down, wrong password,
+    full disk): one line naming the storage, exit 2."""

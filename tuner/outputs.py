@@ -26,8 +26,18 @@ from .results import MeasuredPoint
 __all__ = ["deployment_columns", "pick_document", "point_rows", "versions", "write_csv", "write_pick_yaml"]
 
 _ROLE_PREFIX = {"agg": "", "prefill": "p_", "decode": "d_"}
-_GROUP_KEYS = ("workers", "tp", "dp", "pp", "ep", "max_num_seqs", "max_num_batched_tokens",
-               "enable_chunked_prefill", "gpu_memory_utilization", "kv_cache_dtype")
+_GROUP_KEYS = (
+    "workers",
+    "tp",
+    "dp",
+    "pp",
+    "ep",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "enable_chunked_prefill",
+    "gpu_memory_utilization",
+    "kv_cache_dtype",
+)
 
 
 def deployment_columns(dep: Deployment) -> dict[str, Any]:
@@ -61,8 +71,14 @@ def _round(value: Any) -> Any:
 
 def write_csv(path: Path, points: Sequence[MeasuredPoint]) -> None:
     rows = point_rows(points)
-    columns = ["trial", "mode", "topology", "gpus",
-               *(prefix + k for prefix in _ROLE_PREFIX.values() for k in _GROUP_KEYS), *_POINT_FIELDS]
+    columns = [
+        "trial",
+        "mode",
+        "topology",
+        "gpus",
+        *(prefix + k for prefix in _ROLE_PREFIX.values() for k in _GROUP_KEYS),
+        *_POINT_FIELDS,
+    ]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
@@ -80,8 +96,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def pick_document(pick: Pick, *, spec: dict[str, Any], backend: dict[str, Any],
-                  study: dict[str, Any]) -> dict[str, Any]:
+def pick_document(
+    pick: Pick, *, spec: dict[str, Any], backend: dict[str, Any], study: dict[str, Any]
+) -> dict[str, Any]:
     """Everything needed to reproduce, deploy or re-check the pick."""
     m = pick.chosen
     metrics = {k: _round(v) for k, v in m.point.to_dict().items()}

@@ -30,8 +30,9 @@ def _curves(points: Sequence[MeasuredPoint]) -> dict[str, list[MeasuredPoint]]:
     return {label: pareto_front(ms) for label, ms in by_label.items()}
 
 
-def plot_front(path: Path, points: Sequence[MeasuredPoint], *, sla: SLA, pick: Pick | None,
-               title: str) -> None:
+def plot_front(
+    path: Path, points: Sequence[MeasuredPoint], *, sla: SLA, pick: Pick | None, title: str
+) -> None:
     """Write the chart to ``path`` (PNG). Needs matplotlib (a core dependency)."""
     import matplotlib
 
@@ -52,16 +53,37 @@ def plot_front(path: Path, points: Sequence[MeasuredPoint], *, sla: SLA, pick: P
             ax.plot(xs, ys, "-", lw=0.7, color="0.8", zorder=0)
     front = pareto_front(points)
     if front:
-        ax.plot([m.point.tok_s_user for m in front], [m.point.tok_s_gpu for m in front],
-                "--", color="black", lw=1.0, label="Pareto front")
+        ax.plot(
+            [m.point.tok_s_user for m in front],
+            [m.point.tok_s_gpu for m in front],
+            "--",
+            color="black",
+            lw=1.0,
+            label="Pareto front",
+        )
     if sla.min_tok_s_user:
         ax.axvline(sla.min_tok_s_user, color="crimson", lw=1.2, ls=":")
-        ax.text(sla.min_tok_s_user, 0.98, f" SLA {sla.min_tok_s_user:g} tok/s/user",
-                transform=ax.get_xaxis_transform(), color="crimson", va="top", fontsize=8)
+        ax.text(
+            sla.min_tok_s_user,
+            0.98,
+            f" SLA {sla.min_tok_s_user:g} tok/s/user",
+            transform=ax.get_xaxis_transform(),
+            color="crimson",
+            va="top",
+            fontsize=8,
+        )
     if pick is not None:
         c = pick.chosen
-        ax.plot([c.point.tok_s_user], [c.point.tok_s_gpu], "*", ms=18, color="gold",
-                mec="black", zorder=5, label=f"pick: {c.label} @ conc {c.point.concurrency}")
+        ax.plot(
+            [c.point.tok_s_user],
+            [c.point.tok_s_gpu],
+            "*",
+            ms=18,
+            color="gold",
+            mec="black",
+            zorder=5,
+            label=f"pick: {c.label} @ conc {c.point.concurrency}",
+        )
     ax.set_xlabel("Interactivity (tok/s/user = 1000 / median TPOT)")
     ax.set_ylabel("Token throughput per GPU (input + output tok/s / all GPUs)")
     ax.set_title(title, fontsize=10)

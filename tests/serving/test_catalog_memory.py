@@ -41,7 +41,7 @@ def test_mla_kv_is_compressed() -> None:
 
 
 def test_unknown_gpu_error() -> None:
-    with pytest.raises(ConfigError, match="gpu: got 'H900'; allowed: .*h200_sxm"):
+    with pytest.raises(ConfigError, match=r"gpu: got 'H900'; allowed: .*h200_sxm"):
         load_gpu("H900")
 
 

@@ -32,7 +32,7 @@ def test_ep_must_divide_tp_dp() -> None:
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_parallel_sizes_positive_ints(bad: object) -> None:
-    with pytest.raises(ConfigError, match="tp: .*positive integer"):
+    with pytest.raises(ConfigError, match=r"tp: .*positive integer"):
         Parallelism(tp=bad)  # type: ignore[arg-type]
 
 
@@ -62,5 +62,5 @@ def test_mode_needs_matching_groups() -> None:
 
 
 def test_unknown_worker_key_rejected() -> None:
-    with pytest.raises(ConfigError, match="decode.tpp: .*unknown key"):
+    with pytest.raises(ConfigError, match=r"decode\.tpp: .*unknown key"):
         Deployment.from_dict({"mode": "disagg", "prefill": {"tp": 1}, "decode": {"tpp": 2}})

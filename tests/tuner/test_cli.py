@@ -14,8 +14,11 @@ from tuner.cli import main
 
 from .conftest import EXAMPLES, small_spec
 
-SIMULATOR_EXAMPLES = [p for p in sorted(EXAMPLES.glob("*.yaml"))
-                      if yaml.safe_load(p.read_text()).get("backend", {}).get("name", "simulator") == "simulator"]
+SIMULATOR_EXAMPLES = [
+    p
+    for p in sorted(EXAMPLES.glob("*.yaml"))
+    if yaml.safe_load(p.read_text()).get("backend", {}).get("name", "simulator") == "simulator"
+]
 
 
 @pytest.mark.parametrize("example", SIMULATOR_EXAMPLES, ids=lambda p: p.stem)
@@ -43,8 +46,10 @@ def test_show_json_and_repick(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["show", run, "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["pick"]["tok_s_user"] >= 40
-    assert doc["front"] and all(doc["front"][i]["tok_s_user"] <= doc["front"][i + 1]["tok_s_user"]
-                                for i in range(len(doc["front"]) - 1))
+    assert doc["front"] and all(
+        doc["front"][i]["tok_s_user"] <= doc["front"][i + 1]["tok_s_user"]
+        for i in range(len(doc["front"]) - 1)
+    )
     # A stricter SLA re-picks from stored points without measuring again.
     assert main(["pick", run, "--min-tok-s-user", "80", "--json"]) == 0
     strict = json.loads(capsys.readouterr().out)
@@ -65,7 +70,10 @@ def test_impossible_sla_exits_1_with_closest(tmp_path: Path, capsys: pytest.Capt
 def test_export_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tune", str(small_spec(tmp_path)), "-q"]) == 0
     out = tmp_path / "exports"
-    assert main(["export", str(tmp_path / "run"), "--format", "dynamo", "--format", "llm-d", "--out", str(out)]) == 0
+    assert (
+        main(["export", str(tmp_path / "run"), "--format", "dynamo", "--format", "llm-d", "--out", str(out)])
+        == 0
+    )
     assert (out / "dynamo").is_dir() and (out / "llm-d").is_dir()
 
 
@@ -84,8 +92,9 @@ def test_bad_input_exit_2_one_line(args: list[str], message: str, capsys: pytest
 
 def test_console_script_no_traceback(tmp_path: Path) -> None:
     spec = small_spec(tmp_path, precision="int3")
-    proc = subprocess.run([sys.executable, "-m", "tuner.cli", "tune", str(spec)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuner.cli", "tune", str(spec)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: precision: got 'int3'; allowed: bf16, fp16, fp8, fp4"
     assert "Traceback" not in proc.stderr

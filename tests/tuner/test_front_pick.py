@@ -24,12 +24,23 @@ def disagg(p_dp: int, d_dp: int, p_count: int = 1) -> Deployment:
     )
 
 
-def point(dep: Deployment, user: float, gpu: float, ttft: float = 100.0, trial: int = 0,
-          conc: int = 1) -> MeasuredPoint:
-    lp = LoadPoint(concurrency=conc, gpus=dep.gpus(), ttft_ms_p50=ttft, ttft_ms_p90=ttft * 1.5,
-                   ttft_ms_p99=ttft * 2, tpot_ms_p50=1000 / user, tpot_ms_p90=1100 / user,
-                   tpot_ms_p99=1200 / user, tok_s_user=user, tok_s_gpu=gpu, output_tok_s_gpu=gpu / 2,
-                   requests_s=1.0)
+def point(
+    dep: Deployment, user: float, gpu: float, ttft: float = 100.0, trial: int = 0, conc: int = 1
+) -> MeasuredPoint:
+    lp = LoadPoint(
+        concurrency=conc,
+        gpus=dep.gpus(),
+        ttft_ms_p50=ttft,
+        ttft_ms_p90=ttft * 1.5,
+        ttft_ms_p99=ttft * 2,
+        tpot_ms_p50=1000 / user,
+        tpot_ms_p90=1100 / user,
+        tpot_ms_p99=1200 / user,
+        tok_s_user=user,
+        tok_s_gpu=gpu,
+        output_tok_s_gpu=gpu / 2,
+        requests_s=1.0,
+    )
     return MeasuredPoint(trial, dep, lp)
 
 
@@ -87,7 +98,11 @@ def test_tie_break_fewer_gpus_then_lower_ttft() -> None:
 
 def test_impossible_sla_names_constraint_and_shows_closest() -> None:
     sla = SLA(min_tok_s_user=500)
-    pts = [point(agg(8), user=100, gpu=500), point(agg(4), user=300, gpu=200), point(agg(1), user=10, gpu=3000)]
+    pts = [
+        point(agg(8), user=100, gpu=500),
+        point(agg(4), user=300, gpu=200),
+        point(agg(1), user=10, gpu=3000),
+    ]
     with pytest.raises(NoFeasiblePick, match="min_tok_s_user"):
         pick_best(pts, sla)
     assert closest_points(pts, sla, n=1)[0].point.tok_s_user == 300

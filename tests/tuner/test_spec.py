@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from serving import ConfigError
 from tuner.spec import build_problem, load_spec, parse_spec
@@ -81,13 +80,19 @@ def test_missing_required_field() -> None:
 
 def test_unknown_model_lists_catalog() -> None:
     spec = parse_spec(with_change("model", "acme/NotAModel"))
-    with pytest.raises(ConfigError, match="model: .*Qwen3-32B"):
+    with pytest.raises(ConfigError, match=r"model: .*Qwen3-32B"):
         build_problem(spec)
 
 
 def test_model_from_local_hf_config(tmp_path: Path) -> None:
-    config = {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 8,
-              "num_key_value_heads": 2, "intermediate_size": 1024, "vocab_size": 1000}
+    config = {
+        "num_hidden_layers": 4,
+        "hidden_size": 256,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+        "intermediate_size": 1024,
+        "vocab_size": 1000,
+    }
     import json
 
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -105,5 +110,8 @@ def test_yaml_syntax_error_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_examples_are_valid(example: Path) -> None:
     spec = load_spec(example)
+    local = spec.backend.name != "simulator" and spec.model.startswith(("models/", "./", "/"))
+    if local and not Path(spec.model).is_dir():
+        pytest.skip(f"{example.name} needs the local model its comment says how to build")
     problem = build_problem(spec)
     assert problem.gpus == spec.hardware.gpus

@@ -13,11 +13,15 @@ from ._common import add_run_args, load_from_args, out
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser("export", help="export a run's pick as deployment artifacts")
     add_run_args(p)
-    p.add_argument("--format", action="append", choices=exporter_names(),
-                   help="artifact format (repeatable; default: vllm and kubernetes)")
+    p.add_argument(
+        "--format",
+        action="append",
+        choices=exporter_names(),
+        help="artifact format (repeatable; default: vllm and kubernetes)",
+    )
     p.add_argument("--out", help="output directory (default: RUN/deploy)")
     p.set_defaults(func=run)
 

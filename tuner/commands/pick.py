@@ -15,9 +15,12 @@ from ._common import add_run_args, err, load_from_args, non_negative_float, out
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("pick", help="re-pick a run at another SLA without measuring again",
-                       description="Flags not given keep the run's SLA values.")
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    p = sub.add_parser(
+        "pick",
+        help="re-pick a run at another SLA without measuring again",
+        description="Flags not given keep the run's SLA values.",
+    )
     add_run_args(p)
     p.add_argument("--min-tok-s-user", type=non_negative_float, metavar="X")
     p.add_argument("--max-ttft-ms", type=non_negative_float, metavar="MS")

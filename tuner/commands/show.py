@@ -6,16 +6,16 @@ import argparse
 import dataclasses
 import json
 
+from ..console import front_table, pick_table, point_dict
 from ..errors import NoFeasiblePick
 from ..front import pareto_front
 from ..pick import Pick, pick_best
-from ..console import front_table, pick_table, point_dict
 from ._common import add_run_args, load_from_args, out
 
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser("show", help="print the Pareto front and the SLA pick of a run")
     add_run_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
