@@ -8,11 +8,12 @@ calls :meth:`Backend.measure` when it returned ``None``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from serving import Deployment, LoadPoint, Problem
 
-__all__ = ["Backend", "PointCallback"]
+__all__ = ["Backend", "MeasureContext", "PointCallback", "accepts_context"]
 
 #: Called with each load point as soon as it is measured (so a killed run loses nothing).
 PointCallback = Callable[[LoadPoint], None]
@@ -34,6 +35,12 @@ class Backend(Protocol):
     Optional attribute: ``instant`` (default False). True means a measurement takes
     microseconds, so the study may buffer storage writes instead of persisting each load
     point as it arrives (which a live backend needs, where a point costs minutes).
+
+    Optional keyword of ``measure``: ``context`` (a :class:`MeasureContext`). A backend
+    whose ``measure`` declares it receives the GPUs the worker's slot packer assigned to
+    the trial (``context.devices``) and may then be given several candidates at once on
+    disjoint GPUs; a backend that does not declare it is called exactly as before, one
+    candidate at a time (see :func:`accepts_context`).
     """
 
     name: str
@@ -49,3 +56,22 @@ class Backend(Protocol):
     ) -> list[LoadPoint]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class MeasureContext:
+    """Where a measurement runs: the global GPU ids assigned to the trial (node * GPUs per
+    node + index; the backend maps them to ``CUDA_VISIBLE_DEVICES``), or None when the
+    tuner did not place it (sequential runs: all GPUs of the node are the backend's)."""
+
+    devices: tuple[int, ...] | None = None
+
+
+def accepts_context(backend: Backend) -> bool:
+    """Whether ``backend.measure`` declares the optional ``context`` keyword."""
+    import inspect
+
+    try:
+        return "context" in inspect.signature(backend.measure).parameters
+    except (TypeError, ValueError):
+        return False

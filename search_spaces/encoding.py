@@ -1,66 +1,113 @@
 """The Optuna encoding of a search space: suggest, params (its inverse) and enumeration.
 
-One function, :func:`_build`, turns a sequence of categorical picks into a deployment;
-``suggest`` feeds it an Optuna trial, ``candidates`` walks every branch of it, ``params``
-inverts it. Keeping one builder keeps the three in agreement.
+One function, :func:`_build`, turns a sequence of picks into a deployment; ``suggest`` feeds
+it an Optuna trial, ``candidates`` walks every branch of it, ``params`` inverts it. Keeping
+one builder keeps the three in agreement.
 
 The encoding, and why:
 
-- Every parameter is ``trial.suggest_categorical`` over the space's list, in ascending order
-  (powers of two are ordered choices, read as the real value, so enqueued params and the
-  trial table show ``decode.tp = 8``, not an index). A parameter name always has the same
-  choices, whatever the other draws: Optuna's TPE, NSGA-II and GP samplers model each name
-  as one distribution and misbehave when it changes between trials.
-- The space is conditional: ``mode`` first, then the ``agg.*`` parameters or the
-  ``prefill.*`` and ``decode.*`` ones. Shared knobs (``kv_cache_dtype``, ...) are one draw
-  for every role. A dimension with a single choice is a constant, not a parameter.
-- Worker counts may be the symbol ``max``: agg fills the GPU budget with replicas, decode
-  fills what the prefill pool leaves. The choice stays the same symbol in every trial; only
-  its meaning is derived from the problem, so the sampled point stays within the budget
-  whenever one worker fits. Everything else over budget is left to the constraints.
+- Conditional space: ``mode`` first, then the ``agg.*`` parameters or the ``prefill.*`` and
+  ``decode.*`` ones. Shared knobs (``kv_cache_dtype``, ...) are one draw for every role. A
+  dimension with a single choice is a constant, not a parameter.
+- Ordered choices: a dimension whose choices are all powers of two (tp, dp, and usually
+  max_num_seqs, max_num_batched_tokens) is ``trial.suggest_int("<role>.log2_<dim>", lo, hi)``
+  over the exponents, so TPE, GP and QMC see that 8 lies between 4 and 16; an exponent the
+  list skips snaps to the nearest listed one. Other dimensions (counts, pp, ep, the shared
+  knobs) are ``suggest_categorical`` over the list.
+- Within the GPU budget by construction (:mod:`search_spaces.budget`): the drawn worker
+  layout snaps to the nearest layout that passes the per-worker static rules and leaves
+  room for the rest of the deployment; worker counts are clipped to what the budget leaves
+  (``max`` takes all of it; a listed count becomes the largest listed count that fits).
+  Decode is drawn first, then prefill in what decode leaves, then the counts. The P:D ratio
+  is thus a derived quantity and every point fits.
+- Fixed distributions: a parameter name always has the same distribution in a study,
+  whatever the other draws; the admissible layouts and caps depend only on the space and
+  the problem, never on the trial, so Optuna's samplers can model each name.
+
+Invariant (tested with hypothesis): whenever the space holds at least one deployment within
+``problem.gpus`` whose workers pass the per-worker rules, every deployment ``suggest`` draws
+or ``candidates`` yields uses at most ``problem.gpus`` GPUs and each of its workers passes
+:func:`search_spaces.constraints.worker_reason`. Knob-dependent memory fit (KV cache for the
+batch) is still :func:`search_spaces.infeasible_reason`'s to check.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from serving import ConfigError, Deployment, EngineKnobs, Parallelism, Problem, WorkerGroup
+from serving import ConfigError, Deployment, EngineKnobs, Problem, WorkerGroup
+
+from .budget import Plan, Shape, min_count, plan
 
 if TYPE_CHECKING:
     from optuna.trial import BaseTrial
 
     from .space import RoleSpace, SearchSpace
 
-__all__ = ["candidates", "params", "suggest"]
+__all__ = ["candidates", "ordered", "param_name", "params", "suggest"]
 
-#: ``pick(name, choices) -> one of choices``: an Optuna trial, a walker or a fixed dict.
-Pick = Callable[[str, Sequence[Any]], Any]
+#: ``pick(name, choices, ordered) -> one of choices``: an Optuna trial, a walker or a dict.
+#: For an ordered pick, ``choices`` are ascending integers; a trial draws any integer between
+#: the first and the last.
+Pick = Callable[[str, Sequence[Any], bool], Any]
 _SHARED = ("kv_cache_dtype", "enable_chunked_prefill", "gpu_memory_utilization")
+_ORDERED_DIMS = ("tp", "dp", "pp", "max_num_seqs", "max_num_batched_tokens")
 # Symbols, repeated from space.py to avoid an import cycle (space imports this module).
 _EP_ALL = "all"
 _COUNT_MAX = "max"
 
 
+def ordered(choices: Sequence[Any]) -> bool:
+    """Whether a dimension is encoded as ordered log2 exponents (all powers of two, > 1 choice)."""
+    return _ordered(tuple(choices))
+
+
+@functools.cache
+def _ordered(choices: tuple[Any, ...]) -> bool:
+    return len(choices) > 1 and all(
+        isinstance(c, int) and not isinstance(c, bool) and c > 0 and c & (c - 1) == 0 for c in choices
+    )
+
+
+def param_name(role: str, dim: str, choices: Sequence[Any]) -> str:
+    """The Optuna parameter name of a role's dimension: ``decode.log2_tp`` or ``decode.count``."""
+    return f"{role}.log2_{dim}" if dim in _ORDERED_DIMS and ordered(choices) else f"{role}.{dim}"
+
+
+def _trial_pick(trial: BaseTrial) -> Pick:
+    def pick(name: str, choices: Sequence[Any], is_ordered: bool) -> Any:
+        if is_ordered:
+            return trial.suggest_int(name, choices[0], choices[-1])
+        return trial.suggest_categorical(name, list(choices))
+
+    return pick
+
+
 def suggest(space: SearchSpace, trial: BaseTrial, problem: Problem) -> Deployment:
-    """Draw a deployment with ``trial.suggest_categorical``; never raises for a valid space."""
-    return _build(space, problem, lambda name, choices: trial.suggest_categorical(name, list(choices)))
+    """Draw a deployment with ``trial.suggest_int``/``suggest_categorical``; never raises
+    for a valid space. See the module docstring for the invariant it keeps."""
+    return _build(space, problem, plan(space, problem), _trial_pick(trial))
 
 
 def candidates(space: SearchSpace, problem: Problem) -> Iterator[Deployment]:
-    """Every distinct deployment the space can suggest for ``problem``, in lexicographic
-    order of the choices, each once (different params may build the same deployment, e.g.
-    ``count: max`` and ``count: 1`` for a worker that fills the budget)."""
-    seen: set[str] = set()
-    for deployment in _walk(lambda pick: _build(space, problem, pick)):
-        key = deployment.key()
-        if key not in seen:
-            seen.add(key)
+    """Every distinct deployment the space can suggest for ``problem``, each once (different
+    params may build the same deployment: a skipped exponent snaps to a listed one, a count
+    clips to what the budget leaves). Within the budget under the encoding's invariant;
+    other static constraints (memory for the batch) may still reject some."""
+    seen: set[Deployment] = set()  # frozen values: equal deployments have equal keys
+    layout = plan(space, problem)
+    for deployment in _walk(lambda pick: _build(space, problem, layout, pick)):
+        if deployment not in seen:
+            seen.add(deployment)
             yield deployment
 
 
 def params(space: SearchSpace, deployment: Deployment) -> dict[str, Any]:
-    """The params with which :func:`suggest` rebuilds ``deployment`` exactly.
+    """The params with which :func:`suggest` rebuilds ``deployment`` exactly, for any
+    deployment that suggest can draw (in particular every item of :func:`candidates`).
 
     Raises ConfigError naming the parameter when a value is not among the space's choices.
     A count that is not listed is taken to be the space's ``max`` (which a given problem
@@ -74,6 +121,12 @@ def params(space: SearchSpace, deployment: Deployment) -> dict[str, Any]:
         if len(choices) > 1:
             out[name] = value
 
+    def put_dim(role: str, dim: str, choices: Sequence[Any], value: Any) -> None:
+        put(f"{role}.{dim}", choices, value)
+        if ordered(choices):
+            out[param_name(role, dim, choices)] = value.bit_length() - 1
+            del out[f"{role}.{dim}"]
+
     put("mode", space.modes, deployment.mode)
     groups = deployment.groups()
     for knob in _SHARED:
@@ -85,53 +138,127 @@ def params(space: SearchSpace, deployment: Deployment) -> dict[str, Any]:
         put(knob, getattr(space, knob), values.pop())
     for role, group in groups.items():
         rs, par = space.role(role), group.parallel
-        put(f"{role}.tp", rs.tp, par.tp)
-        put(f"{role}.dp", rs.dp, par.dp)
-        put(f"{role}.pp", rs.pp, par.pp)
+        for dim in ("tp", "dp", "pp"):
+            put_dim(role, dim, getattr(rs, dim), getattr(par, dim))
         ep_choice: Any = 1 if par.ep == 1 and 1 in rs.ep else _EP_ALL if par.ep == par.tp * par.dp else par.ep
         put(f"{role}.ep", rs.ep, ep_choice)
         count: Any = group.count if group.count in rs.count or _COUNT_MAX not in rs.count else _COUNT_MAX
         put(f"{role}.count", rs.count, count)
-        put(f"{role}.max_num_seqs", rs.max_num_seqs, group.knobs.max_num_seqs)
-        put(f"{role}.max_num_batched_tokens", rs.max_num_batched_tokens, group.knobs.max_num_batched_tokens)
+        put_dim(role, "max_num_seqs", rs.max_num_seqs, group.knobs.max_num_seqs)
+        put_dim(role, "max_num_batched_tokens", rs.max_num_batched_tokens, group.knobs.max_num_batched_tokens)
     return out
 
 
 # -- the one builder ---------------------------------------------------------------------
-def _build(space: SearchSpace, problem: Problem, pick: Pick) -> Deployment:
+def _build(space: SearchSpace, problem: Problem, layout: Plan, pick: Pick) -> Deployment:
     def choose(name: str, choices: Sequence[Any]) -> Any:
-        return choices[0] if len(choices) == 1 else pick(name, choices)
+        return choices[0] if len(choices) == 1 else pick(name, choices, False)
 
-    mode = choose("mode", space.modes)
+    mode = choose("mode", layout.modes)
     shared = {knob: choose(knob, getattr(space, knob)) for knob in _SHARED}
+    budget = layout.budget if layout.fits else 1 << 62  # unclipped when nothing fits
     if mode == "agg":
-        par, knobs = _role(space.agg, "agg", choose, shared)
-        count = _count(choose("agg.count", space.agg.count), free=problem.gpus, worker=par.gpus)
-        return Deployment(mode="agg", agg=WorkerGroup(par, count, knobs))
-    p_par, p_knobs = _role(space.prefill, "prefill", choose, shared)
-    prefill = WorkerGroup(p_par, choose("prefill.count", space.prefill.count), p_knobs)
-    d_par, d_knobs = _role(space.decode, "decode", choose, shared)
-    d_count = _count(
-        choose("decode.count", space.decode.count), free=problem.gpus - prefill.gpus, worker=d_par.gpus
+        par = _shape(space.agg, "agg", layout.shapes["agg"], pick)
+        knobs = _knobs(space.agg, "agg", pick, shared)
+        count = _count(
+            space.agg, choose("agg.count", space.agg.count), free=budget, worker=par.gpus, fill=problem.gpus
+        )
+        return Deployment(mode="agg", agg=WorkerGroup(par.parallel, count, knobs))
+    p_min, d_min = min_count(space.prefill), min_count(space.decode)
+    p_least = min((s.gpus * p_min for s in layout.shapes["prefill"]), default=0)
+    d = _shape(space.decode, "decode", _within(layout.shapes["decode"], budget - p_least, d_min), pick)
+    d_knobs = _knobs(space.decode, "decode", pick, shared)
+    p = _shape(
+        space.prefill, "prefill", _within(layout.shapes["prefill"], budget - d.gpus * d_min, p_min), pick
     )
-    return Deployment(mode="disagg", prefill=prefill, decode=WorkerGroup(d_par, d_count, d_knobs))
+    p_knobs = _knobs(space.prefill, "prefill", pick, shared)
+    p_count = _count(
+        space.prefill,
+        choose("prefill.count", space.prefill.count),
+        free=budget - d.gpus * d_min,
+        worker=p.gpus,
+        fill=problem.gpus,
+    )
+    d_count = _count(
+        space.decode,
+        choose("decode.count", space.decode.count),
+        free=budget - p_count * p.gpus,
+        worker=d.gpus,
+        fill=problem.gpus - p_count * p.gpus,
+    )
+    return Deployment(
+        mode="disagg",
+        prefill=WorkerGroup(p.parallel, p_count, p_knobs),
+        decode=WorkerGroup(d.parallel, d_count, d_knobs),
+    )
 
 
-def _role(rs: RoleSpace, role: str, choose: Pick, shared: dict[str, Any]) -> tuple[Parallelism, EngineKnobs]:
-    tp, dp, pp = choose(f"{role}.tp", rs.tp), choose(f"{role}.dp", rs.dp), choose(f"{role}.pp", rs.pp)
-    ep = tp * dp if choose(f"{role}.ep", rs.ep) == _EP_ALL else 1
-    knobs = EngineKnobs(
-        max_num_seqs=choose(f"{role}.max_num_seqs", rs.max_num_seqs),
-        max_num_batched_tokens=choose(f"{role}.max_num_batched_tokens", rs.max_num_batched_tokens),
+def _within(shapes: tuple[Shape, ...], free: int, least: int) -> tuple[Shape, ...]:
+    """The layouts of which ``least`` workers fit in ``free`` GPUs (all, if none does)."""
+    return tuple(s for s in shapes if s.gpus * least <= free) or shapes
+
+
+def _exponent(role: str, dim: str, choices: Sequence[int], pick: Pick) -> int | None:
+    """The drawn log2 exponent of an ordered dimension, the value of a categorical one, or
+    None for a constant."""
+    if len(choices) == 1:
+        return None
+    if ordered(choices):
+        # The listed exponents: a trial draws over their whole range (lowest to highest), a
+        # walker needs only the listed ones (a skipped exponent snaps to one of them).
+        return int(pick(param_name(role, dim, choices), [c.bit_length() - 1 for c in choices], True))
+    return int(pick(f"{role}.{dim}", choices, False))
+
+
+def _shape(rs: RoleSpace, role: str, shapes: tuple[Shape, ...], pick: Pick) -> Shape:
+    """Draw tp, dp, pp (log2 exponents) and ep, then snap onto the nearest admissible layout:
+    least summed log2 distance, a differing ep counting half a step; fewer GPUs, then the
+    order of the choices, break ties. An admissible draw is kept as it is."""
+    drawn: dict[str, float | None] = {}
+    for dim in ("tp", "dp", "pp"):
+        choices = getattr(rs, dim)
+        value = _exponent(role, dim, choices, pick)
+        drawn[dim] = None if value is None else float(value) if ordered(choices) else math.log2(value)
+    ep = pick(f"{role}.ep", rs.ep, False) if len(rs.ep) > 1 else rs.ep[0]
+
+    def distance(shape: Shape) -> tuple[float, int]:
+        par = shape.parallel
+        d = sum(abs(v - math.log2(getattr(par, dim))) for dim, v in drawn.items() if v is not None)
+        same_ep = shape.ep_symbol == ep or par.tp * par.dp == 1
+        return d + (0.0 if same_ep else 0.5), shape.gpus
+
+    return min(shapes, key=distance)
+
+
+def _knobs(rs: RoleSpace, role: str, pick: Pick, shared: dict[str, Any]) -> EngineKnobs:
+    values: dict[str, int] = {}
+    for dim in ("max_num_seqs", "max_num_batched_tokens"):
+        choices: tuple[int, ...] = getattr(rs, dim)
+        value = _exponent(role, dim, choices, pick)
+        if value is None:
+            values[dim] = choices[0]
+        elif ordered(choices):  # an exponent the list skips snaps to the nearest (lower on ties)
+            values[dim] = min(choices, key=lambda c: (abs(c.bit_length() - 1 - value), c))
+        else:
+            values[dim] = value
+    return EngineKnobs(
+        max_num_seqs=values["max_num_seqs"],
+        max_num_batched_tokens=values["max_num_batched_tokens"],
         **shared,
     )
-    return Parallelism(tp=tp, dp=dp, pp=pp, ep=ep), knobs
 
 
-def _count(choice: Any, *, free: int, worker: int) -> int:
-    """A listed count, or for ``max`` the most workers that fit in ``free`` GPUs (at least
-    one: a worker larger than the budget is the gpu_budget constraint's to reject)."""
-    return max(1, free // worker) if choice == _COUNT_MAX else cast(int, choice)
+def _count(rs: RoleSpace, choice: Any, *, free: int, worker: int, fill: int) -> int:
+    """``max``: as many workers as fit in ``free`` GPUs; a listed count: itself if it fits,
+    else the largest listed count that does, else what ``max`` would give. ``fill`` is the
+    room ``max`` fills when nothing fits the budget (at least one worker)."""
+    cap = free // worker
+    if free >= 1 << 61:  # unclipped: no deployment of the space fits the budget
+        return max(1, fill // worker) if choice == _COUNT_MAX else int(choice)
+    if choice == _COUNT_MAX:
+        return max(1, cap)
+    fitting = [c for c in rs.count if not isinstance(c, str) and c <= cap]
+    return int(choice) if choice <= cap else max(fitting) if fitting else max(1, cap)
 
 
 # -- enumeration ------------------------------------------------------------------------
@@ -143,7 +270,7 @@ class _Replay:
         self.prefix = prefix
         self.taken: list[tuple[int, int]] = []
 
-    def __call__(self, name: str, choices: Sequence[Any]) -> Any:
+    def __call__(self, name: str, choices: Sequence[Any], is_ordered: bool = False) -> Any:
         i = len(self.taken)
         index = self.prefix[i] if i < len(self.prefix) else 0
         self.taken.append((index, len(choices)))

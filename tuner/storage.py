@@ -1,21 +1,134 @@
-"""Optuna storage for a study, and a write-behind buffer for instant backends.
+"""Optuna storage for a study: URLs, connection errors, heartbeats, and a write-behind buffer.
+
+URLs: ``sqlite:///PATH`` (the run directory's default), ``postgresql://...`` (mapped to
+SQLAlchemy's ``postgresql+psycopg://`` driver, the ``postgres`` extra), any other SQLAlchemy
+URL Optuna's RDB storage accepts, and ``grpc://HOST:PORT`` for Optuna's gRPC storage proxy
+(one proxy in front of the database serves many workers with few database connections).
 
 A SQLite study gets WAL journaling with ``synchronous=NORMAL``: every commit survives a
 killed process (what resume needs) without an fsync per write, which halves the cost of a
-trial. Backends that price a candidate in microseconds (the simulator) run against an
-in-memory twin of the study whose finished trials are copied to the durable storage every
-``interval_s`` and on exit: thousands of SQLite transactions would otherwise dominate.
+trial. Backends that price a candidate in microseconds (the simulator) run a single process
+against an in-memory twin of the study (:class:`WriteBehind`) whose finished trials are
+copied to the durable storage every ``interval_s`` and on exit. A study shared by several
+workers never uses it: its trials go straight to the database.
+
+Every storage failure becomes a :class:`StorageError` (one line, exit 2) in one place,
+:func:`storage_errors`; transient ones (server starting, refused or dropped connection) are
+retried with exponential backoff while the storage is opened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sqlite3
 import time
+import warnings
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 
-__all__ = ["WriteBehind", "open_storage"]
+from .errors import StorageError
+
+__all__ = [
+    "HEARTBEAT_S",
+    "WriteBehind",
+    "normalize_url",
+    "open_storage",
+    "redact",
+    "storage_errors",
+]
+
+log = logging.getLogger(__name__)
+
+#: Default heartbeat interval of a running trial. A dead worker's trial is failed (and
+#: retried once) after GRACE_FACTOR intervals without a beat; 3 tolerates two lost beats
+#: (a database restart, a GC pause) before a live trial is declared dead.
+HEARTBEAT_S = 20
+GRACE_FACTOR = 3
+#: Backoff before each retry of a transient error while opening: 0.25 + 0.5 + 1 + 2 s;
+#: long enough for a database restart's start-up, short enough to report a real outage.
+RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0)
+
+#: Driver error text -> (transient?, what to tell the user). First match wins.
+_KNOWN_ERRORS: tuple[tuple[str, bool, str], ...] = (
+    ("password authentication failed", False, "authentication failed (wrong user or password)"),
+    ("no password supplied", False, "authentication failed (no password given)"),
+    ("does not exist", False, "the database does not exist (create it first)"),
+    ("the database system is starting up", True, "the database server is starting up"),
+    ("the database system is shutting down", True, "the database server is shutting down"),
+    ("too many clients", True, "the database server has too many connections"),
+    ("connection refused", True, "connection refused (is the database server running?)"),
+    ("server closed the connection", True, "the server closed the connection"),
+    ("could not translate host name", False, "unknown host"),
+    ("timeout expired", True, "connection timed out"),
+    ("database or disk is full", False, "disk full"),
+    ("disk i/o error", False, "disk I/O error"),
+    (
+        "unable to open database file",
+        False,
+        "cannot open the database file (missing or unwritable directory)",
+    ),
+    ("attempt to write a readonly database", False, "the database file is read-only"),
+    ("database is locked", True, "the database is locked by another process"),
+)
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` -> ``postgresql+psycopg://`` (psycopg 3)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    if url.startswith(("grpc://", "sqlite:")):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL has no password we could find either
+        return url.split("@")[-1]
+
+
+def _classify(exc: BaseException) -> tuple[bool, str]:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    for needle, transient, message in _KNOWN_ERRORS:
+        if needle in text:
+            return transient, message
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return False, f"{type(exc).__name__}: {first[0] if first else 'unknown error'}"
+
+
+def _storage_exceptions() -> tuple[type[BaseException], ...]:
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+
+    return (OperationalError, DBAPIError, ArgumentError, NoSuchModuleError, sqlite3.Error)
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn driver errors raised inside into one :class:`StorageError` line naming ``url``."""
+    try:
+        yield
+    except _storage_exceptions() as exc:
+        _, message = _classify(exc)
+        raise StorageError(f"storage {redact(url)}: {message}") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name in ("psycopg", "psycopg2"):
+            raise StorageError(
+                f"storage {redact(url)}: PostgreSQL needs psycopg: pip install 'llm-serving-tuner[postgres]'"
+            ) from exc
+        raise
+    except OSError as exc:
+        raise StorageError(f"storage {redact(url)}: {exc.strerror or exc}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -25,23 +138,73 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def open_storage(url: str) -> BaseStorage | str:
-    """The storage object for ``url`` (SQLite tuned as above; other URLs as Optuna has them)."""
-    if not url.startswith("sqlite:"):
-        return url
-    from sqlalchemy import event
+def open_storage(url: str, *, heartbeat_s: int | None = None) -> BaseStorage:
+    """The storage for ``url``, connected (transient errors retried with backoff).
 
-    storage = RDBStorage(url)
-    event.listen(storage.engine, "connect", _sqlite_pragmas)
-    storage.engine.dispose()  # reconnect so the pragmas apply to every pooled connection
+    ``heartbeat_s``: record a heartbeat of every running trial at this interval; a trial
+    without one for ``GRACE_FACTOR`` intervals is failed by the next worker that looks and
+    retried once (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`).
+    """
+    url = normalize_url(url)
+    with storage_errors(url):
+        if url.startswith("grpc://"):
+            host, _, port = url[len("grpc://") :].partition(":")
+            return _retrying(
+                url, lambda: optuna.storages.GrpcStorageProxy(host=host, port=int(port or 13000))
+            )
+        return _retrying(url, lambda: _rdb(url, heartbeat_s))
+
+
+def _rdb(url: str, heartbeat_s: int | None) -> RDBStorage:
+    kwargs: dict[str, Any] = {}
+    if heartbeat_s:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+        kwargs = {
+            "heartbeat_interval": heartbeat_s,
+            "grace_period": GRACE_FACTOR * heartbeat_s,
+            "heartbeat_stale_trial_callback": retry,
+        }
+    if url.startswith("sqlite:"):
+        # Several local workers on one SQLite file wait for the write lock instead of failing.
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    else:
+        # pre_ping: a pooled connection dropped by a database restart is replaced, not raised.
+        engine_kwargs = {"pool_pre_ping": True, "pool_size": 2, "connect_args": {"connect_timeout": 5}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    if url.startswith("sqlite:"):
+        from sqlalchemy import event
+
+        event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()  # reconnect so the pragmas apply to every pooled connection
+    # Close the pooled connections when the storage goes, not when the interpreter does.
+    weakref.finalize(storage, storage.engine.dispose)
     return storage
+
+
+def _retrying(url: str, connect: Any) -> Any:
+    for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+        try:
+            return connect()
+        except _storage_exceptions() as exc:
+            transient, message = _classify(exc)
+            if not transient or delay is None:
+                raise
+            log.warning("storage %s: %s; retry %d in %.2f s", redact(url), message, attempt + 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 class WriteBehind:
     """An in-memory twin of ``durable`` that the study runs on; see the module docstring.
 
     The twin starts with every finished trial of the durable study, so samplers, duplicate
-    detection and the trial budget see the whole history of a resumed run.
+    detection and the trial budget see the whole history of a resumed run. Trials are
+    copied in order, each once: a flush interrupted by a kill leaves a prefix of them
+    stored, and the resumed run starts from what is stored.
     """
 
     def __init__(self, durable: optuna.Study, *, interval_s: float = 2.0) -> None:
@@ -62,12 +225,81 @@ class WriteBehind:
     def flush(self) -> None:
         """Copy trials finished since the last flush to the durable storage."""
         trials = self.memory.get_trials(deepcopy=False)
-        done = []
-        for t in trials[self._flushed:]:
+        for t in trials[self._flushed :]:
             if not t.state.is_finished():
                 break
-            done.append(t)
-        if done:
-            self.durable.add_trials(done)
-            self._flushed += len(done)
+            self.durable.add_trial(t)
+            self._flushed += 1  # counted per trial: a failed add leaves the rest for the next flush
         self._last = time.monotonic()
+
+
+class Claims:
+    """At most one trial measures a deployment: a row per deployment key, written before
+    measuring, in a table of the study's own database (``tuner_claims``).
+
+    The insert is the claim: the primary key (study, key) lets exactly one concurrent
+    writer succeed, on SQLite and PostgreSQL alike. A loser reads the holder: a running
+    or complete holder keeps the deployment (the caller waits or answers a duplicate); a
+    failed holder (a crashed candidate, a dead worker) is taken over with a compare-and-set
+    update, so exactly one retry measures it again.
+    """
+
+    def __init__(self, storage: RDBStorage, study_id: int) -> None:
+        from sqlalchemy import Column, Integer, MetaData, String, Table
+
+        self._storage = storage
+        self._study_id = study_id
+        self._table = Table(
+            "tuner_claims",
+            MetaData(),
+            Column("study_id", Integer, primary_key=True),
+            Column("key", String(64), primary_key=True),
+            Column("trial_id", Integer, nullable=False),
+        )
+        self._create()
+
+    def _create(self) -> None:
+        from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+        # IntegrityError/ProgrammingError: created by a concurrent worker meanwhile.
+        with contextlib.suppress(IntegrityError, ProgrammingError):
+            self._table.create(self._storage.engine, checkfirst=True)
+
+    @staticmethod
+    def digest(key: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def claim(self, key: str, trial_id: int) -> int | None:
+        """Claim ``key`` for ``trial_id``: None when it now holds it, else the holder's id."""
+        from sqlalchemy import insert, select, update
+        from sqlalchemy.exc import IntegrityError
+
+        t, digest = self._table, self.digest(key)
+        where = (t.c.study_id == self._study_id) & (t.c.key == digest)
+        holder: int | None = None
+        for _ in range(10):  # each round loses only to a concurrent claim that won
+            try:
+                with self._storage.engine.begin() as conn:
+                    conn.execute(insert(t).values(study_id=self._study_id, key=digest, trial_id=trial_id))
+                return None
+            except IntegrityError:
+                pass
+            with self._storage.engine.begin() as conn:
+                holder = conn.execute(select(t.c.trial_id).where(where)).scalar_one_or_none()
+            if holder is None or holder == trial_id:
+                continue
+            if self._storage.get_trial(holder).state != optuna.trial.TrialState.FAIL:
+                return holder
+            with self._storage.engine.begin() as conn:
+                taken = conn.execute(
+                    update(t).where(where & (t.c.trial_id == holder)).values(trial_id=trial_id)
+                )
+            if taken.rowcount == 1:
+                return None
+        return holder
+
+    def holder(self, trial_id: int) -> optuna.trial.FrozenTrial:
+        """The holding trial as stored now (its state, values and attributes)."""
+        return self._storage.get_trial(trial_id)

@@ -4,28 +4,55 @@ Each trial's deployment and every load point are written to the trial's user att
 soon as they exist, so a killed run loses nothing and a re-run resumes the same study.
 Infeasible candidates are told PRUNED with their reason (never measured); a candidate that
 fails is told FAIL with its reason; a deployment already measured is answered from storage.
+
+Several workers (processes, nodes) may run :func:`run_trials` on one study. Before measuring,
+a trial claims its deployment (:class:`~tuner.storage.Claims`): a deployment another worker
+is measuring is told PRUNED as ``busy``; one it measured is answered as a duplicate. With a
+heartbeat storage every running trial beats, and each worker fails the trials of dead
+workers before it asks (Optuna then enqueues one retry, which inherits the points already
+measured and measures only the rest of the ladder).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
+import socket
+import threading
+import time
+import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
 import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from backends import Backend
+from backends.base import MeasureContext, accepts_context
 from search_spaces import SearchSpace, infeasible_reason
 from serving import CandidateFailed, Deployment, LoadPoint, Problem
 
 from .results import MeasuredPoint
 from .samplers import CONSTRAINT_ATTR
 from .sla import SLA
+from .slots import SlotPool
+from .storage import Claims
 
-__all__ = ["StudySummary", "TrialOutcome", "load_measured", "objective_values", "run_trials"]
+__all__ = [
+    "POINTS_ATTR",
+    "StudySummary",
+    "TrialOutcome",
+    "load_measured",
+    "objective_values",
+    "run_trials",
+    "summarize",
+]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +60,8 @@ log = logging.getLogger(__name__)
 POINTS_ATTR = "points"
 #: Stop early when this many asks in a row brought nothing new (space exhausted).
 EXHAUSTED_AFTER = 100
+#: How often a worker with nothing to ask looks again (others' trials finishing or dying).
+POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -40,7 +69,7 @@ class TrialOutcome:
     """What happened to one trial, for progress display."""
 
     number: int
-    state: Literal["measured", "infeasible", "duplicate", "failed"]
+    state: Literal["measured", "infeasible", "duplicate", "failed", "busy"]
     deployment: Deployment | None
     reason: str | None = None
     points: tuple[LoadPoint, ...] = ()
@@ -52,6 +81,7 @@ class StudySummary:
 
     measured: int = 0
     duplicates: int = 0
+    busy: int = 0
     infeasible: Counter[str] = field(default_factory=Counter)
     failed: list[str] = field(default_factory=list)
     best: MeasuredPoint | None = None
@@ -59,7 +89,7 @@ class StudySummary:
 
     @property
     def trials(self) -> int:
-        return self.measured + self.duplicates + sum(self.infeasible.values()) + len(self.failed)
+        return self.measured + self.duplicates + self.busy + sum(self.infeasible.values()) + len(self.failed)
 
 
 def objective_values(points: list[LoadPoint], sla: SLA, objective: str) -> tuple[list[float], float]:
@@ -94,6 +124,30 @@ def load_measured(study: optuna.Study) -> list[MeasuredPoint]:
     return out
 
 
+def summarize(study: optuna.Study, sla: SLA | None = None) -> StudySummary:
+    """The counts of a whole study from storage (every worker's trials), for ``tuner status``
+    and for a run whose trials other processes ran."""
+    summary = StudySummary()
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        if t.state == TrialState.COMPLETE:
+            if "duplicate_of" in attrs:
+                summary.duplicates += 1
+            else:
+                summary.measured += 1
+                if sla is not None and "deployment" in attrs:
+                    dep = Deployment.from_dict(attrs["deployment"])
+                    summary.best = _best_of(t.number, dep, _trial_points(t), sla, summary.best)
+        elif t.state == TrialState.PRUNED:
+            if "busy" in attrs:
+                summary.busy += 1
+            else:
+                summary.infeasible[str(attrs.get("infeasible", "unknown")).split(":", 1)[0]] += 1
+        elif t.state == TrialState.FAIL:
+            summary.failed.append(str(attrs.get("fail_reason", "worker died (no heartbeat)")))
+    return summary
+
+
 @dataclass(frozen=True)
 class _Known:
     number: int
@@ -111,12 +165,32 @@ def _known(study: optuna.Study) -> dict[str, _Known]:
     return out
 
 
-def _best_of(trial_number: int, dep: Deployment, points: list[LoadPoint], sla: SLA,
-             best: MeasuredPoint | None) -> MeasuredPoint | None:
+def _best_of(
+    trial_number: int, dep: Deployment, points: list[LoadPoint], sla: SLA, best: MeasuredPoint | None
+) -> MeasuredPoint | None:
     for p in points:
         if sla.meets(p) and (best is None or p.tok_s_gpu > best.point.tok_s_gpu):
             best = MeasuredPoint(trial_number, dep, p)
     return best
+
+
+@dataclass
+class _Run:
+    """What the trials of one :func:`run_trials` call share (its threads, with ``slots``)."""
+
+    study: optuna.Study
+    space: SearchSpace
+    backend: Backend
+    problem: Problem
+    sla: SLA
+    objective: str
+    known: dict[str, _Known]
+    summary: StudySummary
+    claims: Claims | None
+    slots: SlotPool | None
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    stop: threading.Event = field(default_factory=threading.Event)
+    active: dict[int, tuple[optuna.Trial, Deployment, list[LoadPoint]]] = field(default_factory=dict)
 
 
 def run_trials(
@@ -130,82 +204,236 @@ def run_trials(
     n_trials: int,
     on_trial: Callable[[TrialOutcome, StudySummary], None] | None = None,
     distinct: int | None = None,
+    claims: Claims | None = None,
+    slots: SlotPool | None = None,
 ) -> StudySummary:
-    """Run trials until the study holds ``n_trials`` finished trials (a resume continues),
-    or until ``distinct`` different deployments are measured (the whole feasible space,
-    when a screening counted it)."""
+    """Run trials until the study holds ``n_trials`` finished trials (a resume continues;
+    other workers' trials count), or until ``distinct`` different deployments are measured
+    (the whole feasible space, when a screening counted it).
+
+    ``claims``: the study's claim table (shared studies; see the module docstring).
+    ``slots``: the worker's GPUs; with a backend that accepts a
+    :class:`~backends.base.MeasureContext`, candidates then run concurrently on disjoint GPUs.
+    Trials of other workers still running when the budget is reached are waited for (one of
+    them may die and be retried here).
+    """
     summary = StudySummary()
     for m in load_measured(study):
         if sla.meets(m.point) and (summary.best is None or m.point.tok_s_gpu > summary.best.point.tok_s_gpu):
             summary.best = m
-    known = _known(study)
-    idle = 0
-    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    while len(study.get_trials(deepcopy=False, states=finished)) < n_trials:
-        outcome = _one_trial(study, space, backend, problem, sla, objective, known, summary)
-        idle = idle + 1 if outcome.state in ("infeasible", "duplicate") else 0
-        if on_trial is not None:
-            on_trial(outcome, summary)
-        if idle >= EXHAUSTED_AFTER or (distinct is not None and len(known) >= distinct):
-            summary.exhausted = True
-            break
+    run = _Run(
+        study,
+        space,
+        backend,
+        problem,
+        sla,
+        objective,
+        _known(study),
+        summary,
+        claims,
+        slots if slots is not None and accepts_context(backend) else None,
+    )
+    if run.slots is None:
+        _loop(run, n_trials, on_trial, distinct)
+        return summary
+    threads = [
+        threading.Thread(target=_loop, args=(run, n_trials, on_trial, distinct), daemon=True)
+        for _ in range(run.slots.capacity)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=POLL_S)
+    except KeyboardInterrupt:
+        run.stop.set()
+        with run.lock:
+            for trial, dep, points in list(run.active.values()):
+                _fail(run, trial, dep, "interrupted", points)
+        raise
     return summary
 
 
-def _one_trial(
-    study: optuna.Study,
-    space: SearchSpace,
-    backend: Backend,
-    problem: Problem,
-    sla: SLA,
-    objective: str,
-    known: dict[str, _Known],
-    summary: StudySummary,
-) -> TrialOutcome:
-    trial = study.ask()
-    dep = space.suggest(trial, problem)
+def _loop(
+    run: _Run,
+    n_trials: int,
+    on_trial: Callable[[TrialOutcome, StudySummary], None] | None,
+    distinct: int | None,
+) -> None:
+    idle = 0
+    while not run.stop.is_set():
+        with run.lock:
+            step = _next_step(run.study, n_trials)
+        if step == "done":
+            return
+        if step == "wait":
+            time.sleep(POLL_S)
+            continue
+        outcome = _one_trial(run)
+        with run.lock:
+            idle = idle + 1 if outcome.state in ("infeasible", "duplicate", "busy") else 0
+            if on_trial is not None:
+                on_trial(outcome, run.summary)
+            if idle >= EXHAUSTED_AFTER or (distinct is not None and len(run.known) >= distinct):
+                run.summary.exhausted = True
+                run.stop.set()
+
+
+def _next_step(study: optuna.Study, n_trials: int) -> Literal["ask", "wait", "done"]:
+    """Ask while the budget is not in finished or running trials; a retry of a dead
+    worker's trial is run even past it; otherwise wait while others' trials run."""
+    heartbeat = is_heartbeat_enabled(study._storage)  # Optuna exposes no public accessor
+    if heartbeat:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    counts = Counter(t.state for t in study.get_trials(deepcopy=False))
+    finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.FAIL]
+    if finished + counts[TrialState.RUNNING] < n_trials:
+        return "ask"
+    if counts[TrialState.WAITING] and any(
+        "failed_trial" in t.system_attrs
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    ):
+        return "ask"
+    if finished >= n_trials or not heartbeat:
+        return "done"
+    return "wait"
+
+
+@contextmanager
+def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Beat for ``trial`` while inside (no-op without a heartbeat storage)."""
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        yield
+
+
+def _ask(run: _Run) -> tuple[optuna.Trial, Deployment]:
+    with run.lock, warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for optimize(); ask/tell beats via _heartbeat.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = run.study.ask()
+        return trial, run.space.suggest(trial, run.problem)
+
+
+def _one_trial(run: _Run) -> TrialOutcome:
+    trial, dep = _ask(run)
+    with _heartbeat(run.study, trial):
+        return _decide(run, trial, dep)
+
+
+def _decide(run: _Run, trial: optuna.Trial, dep: Deployment) -> TrialOutcome:
     key = dep.key()
     trial.set_user_attr("deployment", dep.to_dict())
     trial.set_user_attr("label", dep.label())
-    reason = infeasible_reason(dep, problem) or backend.check(dep, problem)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # for `tuner status`
+    reason = infeasible_reason(dep, run.problem) or run.backend.check(dep, run.problem)
     if reason is not None:
         trial.set_user_attr("infeasible", reason)
-        study.tell(trial, state=TrialState.PRUNED)
-        summary.infeasible[reason.split(":", 1)[0]] += 1
+        run.study.tell(trial, state=TrialState.PRUNED)
+        with run.lock:
+            run.summary.infeasible[reason.split(":", 1)[0]] += 1
         return TrialOutcome(trial.number, "infeasible", dep, reason)
-    if key in known:
-        prior = known[key]
+    with run.lock:
+        prior = run.known.get(key)
+    if prior is None and run.claims is not None:
+        holder_id = run.claims.claim(key, trial._trial_id)
+        if holder_id is not None:
+            holder = run.claims.holder(holder_id)
+            if holder.state != TrialState.COMPLETE:
+                return _busy(run, trial, dep, holder.number)
+            prior = _Known(
+                holder.number, list(holder.values), float(holder.user_attrs.get(CONSTRAINT_ATTR, 0.0))
+            )
+            with run.lock:
+                run.known[key] = prior
+    if prior is not None:
         trial.set_user_attr("duplicate_of", prior.number)
         _set_violation(trial, prior.violation)
-        study.tell(trial, prior.values)
-        summary.duplicates += 1
+        run.study.tell(trial, prior.values)
+        with run.lock:
+            run.summary.duplicates += 1
         return TrialOutcome(trial.number, "duplicate", dep, f"same as trial {prior.number}")
-    points: list[LoadPoint] = []
+    return _measure(run, trial, dep, key)
+
+
+def _busy(run: _Run, trial: optuna.Trial, dep: Deployment, holder: int) -> TrialOutcome:
+    """Another worker is measuring this deployment: give the trial up (PRUNED, with why)."""
+    reason = f"busy: trial {holder} is measuring it"
+    trial.set_user_attr("busy", reason)
+    run.study.tell(trial, state=TrialState.PRUNED)
+    with run.lock:
+        run.summary.busy += 1
+    return TrialOutcome(trial.number, "busy", dep, reason)
+
+
+def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> TrialOutcome:
+    # A retry of a dead worker's trial inherits the points it stored: measure only the rest.
+    points = [LoadPoint.from_dict(p) for p in trial.user_attrs.get(POINTS_ATTR, [])]
+    ladder = run.problem.workload.concurrency
+    rest = tuple(c for c in ladder if c not in {p.concurrency for p in points})
+    problem = run.problem
+    if points:
+        trial.set_user_attr("resumed_points", len(points))
+        problem = dataclasses.replace(
+            problem, workload=dataclasses.replace(problem.workload, concurrency=rest)
+        )
+
+    instant = bool(getattr(run.backend, "instant", False))
 
     def store(point: LoadPoint) -> None:
-        # The whole list so far, rewritten per point: a killed run keeps every point.
+        # The whole list so far, rewritten per point: a killed run keeps every point. An
+        # instant backend's points cost microseconds: written once, with the result.
         points.append(point)
-        trial.set_user_attr(POINTS_ATTR, [p.to_dict() for p in points])
+        if not instant:
+            trial.set_user_attr(POINTS_ATTR, [p.to_dict() for p in points])
 
+    with run.lock:
+        run.active[trial.number] = (trial, dep, points)
     try:
-        backend.measure(dep, problem, on_point=store)
+        if rest:
+            _call_backend(run, trial, dep, problem, store)
     except CandidateFailed as exc:
-        return _fail(study, trial, summary, dep, exc.reason, points)
+        return _fail(run, trial, dep, exc.reason, points)
     except KeyboardInterrupt:
-        _fail(study, trial, summary, dep, "interrupted", points)
+        _fail(run, trial, dep, "interrupted", points)
         raise
     except Exception as exc:  # a backend bug must not end the study: record it as data
         log.exception("trial %d: backend error", trial.number)
-        return _fail(study, trial, summary, dep, f"backend error: {type(exc).__name__}: {exc}", points)
+        return _fail(run, trial, dep, f"backend error: {type(exc).__name__}: {exc}", points)
+    finally:
+        with run.lock:
+            run.active.pop(trial.number, None)
     if not points:
-        return _fail(study, trial, summary, dep, "backend returned no load points", points)
-    values, violation = objective_values(points, sla, objective)
+        return _fail(run, trial, dep, "backend returned no load points", points)
+    points.sort(key=lambda p: ladder.index(p.concurrency) if p.concurrency in ladder else len(ladder))
+    if instant:
+        trial.set_user_attr(POINTS_ATTR, [p.to_dict() for p in points])
+    values, violation = objective_values(points, run.sla, run.objective)
     _set_violation(trial, violation)
-    study.tell(trial, values)
-    known[key] = _Known(trial.number, values, violation)
-    summary.measured += 1
-    summary.best = _best_of(trial.number, dep, points, sla, summary.best)
+    run.study.tell(trial, values)
+    with run.lock:
+        run.known[key] = _Known(trial.number, values, violation)
+        run.summary.measured += 1
+        run.summary.best = _best_of(trial.number, dep, points, run.sla, run.summary.best)
     return TrialOutcome(trial.number, "measured", dep, None, tuple(points))
+
+
+def _call_backend(
+    run: _Run, trial: optuna.Trial, dep: Deployment, problem: Problem, store: Callable[[LoadPoint], None]
+) -> None:
+    if run.slots is None:
+        run.backend.measure(dep, problem, on_point=store)
+        return
+    with run.slots.slots(dep.gpus()) as devices:
+        trial.set_user_attr("devices", list(devices))
+        run.backend.measure(
+            dep,
+            problem,
+            on_point=store,  # type: ignore[call-arg]
+            context=MeasureContext(devices=devices),
+        )
 
 
 def _set_violation(trial: optuna.Trial, violation: float) -> None:
@@ -214,9 +442,13 @@ def _set_violation(trial: optuna.Trial, violation: float) -> None:
     trial.set_user_attr(CONSTRAINT_ATTR, violation)
 
 
-def _fail(study: optuna.Study, trial: optuna.Trial, summary: StudySummary, dep: Deployment,
-          reason: str, points: list[LoadPoint]) -> TrialOutcome:
+def _fail(
+    run: _Run, trial: optuna.Trial, dep: Deployment, reason: str, points: list[LoadPoint]
+) -> TrialOutcome:
     trial.set_user_attr("fail_reason", reason)
-    study.tell(trial, state=TrialState.FAIL)
-    summary.failed.append(reason)
+    # Already failed: interrupted from the main thread, or declared dead meanwhile.
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        run.study.tell(trial, state=TrialState.FAIL)
+    with run.lock:
+        run.summary.failed.append(reason)
     return TrialOutcome(trial.number, "failed", dep, reason, tuple(points))

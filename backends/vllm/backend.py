@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import tempfile
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +22,24 @@ from serving.launch import LaunchPlan, plan_launch
 
 from ..base import PointCallback
 from .check import cpu_reason, cuda_reason
+from .deps import require
 from .launcher import RunningDeployment, launch, localize, single_node_reason
 from .loadgen import PointRun, PromptSource, run_point, summarize
 from .metrics import ServerMetrics, scrape
 from .nvml import NvmlUnavailable, energy_mj
 from .options import VllmOptions
 from .server import ServerFailed
+from .trial import TrialRecord
 
-__all__ = ["VllmBackend", "vllm_version"]
+__all__ = ["VllmBackend", "prompt_vocab", "vllm_version"]
 
 log = logging.getLogger(__name__)
 
-#: Client and server mean TTFT may differ by the HTTP and streaming path; beyond this
-#: fraction (and 5 ms) a warning says one of the two measurements is off.
+#: Client and server mean TTFT differ by the HTTP, SSE and detokenisation path (5-10 ms
+#: on 2 busy CPU cores); beyond this fraction and floor a warning says one of the two
+#: measurements is off (e.g. a starved client whose TTFT equals its end-to-end latency).
 TTFT_DISAGREEMENT = 0.25
+TTFT_FLOOR_MS = 20.0
 
 
 def vllm_version() -> str:
@@ -48,6 +52,25 @@ def vllm_version() -> str:
     return "not installed"
 
 
+def prompt_vocab(model_dir: Path, config_vocab: int) -> int:
+    """Token IDs below this are safe prompt tokens for the served model.
+
+    The tokenizer's size when ``model_dir`` holds a ``tokenizer.json`` (vLLM rejects prompt
+    IDs beyond the tokenizer's last token); else the config's vocabulary less 1%: embedding
+    tables are padded above the tokenizer (Qwen3: 151,936 rows for 151,669 tokens, 0.2%).
+    """
+    tokenizer = model_dir / "tokenizer.json"
+    if tokenizer.is_file():
+        data = json.loads(tokenizer.read_text())
+        ids = [
+            *data.get("model", {}).get("vocab", {}).values(),
+            *(t["id"] for t in data.get("added_tokens", [])),
+        ]
+        if ids:
+            return int(max(ids)) + 1
+    return int(config_vocab * 0.99)
+
+
 class VllmBackend:
     """The ``vllm`` backend; ``options`` are the spec's ``backend.options`` (see
     :class:`~backends.vllm.options.VllmOptions`)."""
@@ -57,6 +80,8 @@ class VllmBackend:
 
     def __init__(self, **options: Any) -> None:
         self.options = VllmOptions.parse(options)
+        self._log_root: Path | None = Path(self.options.log_dir) if self.options.log_dir else None
+        self._lock = threading.Lock()  # measure() may run in several threads (MeasureContext)
 
     # -- the Backend protocol -----------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -70,18 +95,30 @@ class VllmBackend:
         if reason := single_node_reason(plan):
             return reason
         if self.options.devices == "cpu":
-            kv_gib = float(plan.workers[0].env_dict().get("VLLM_CPU_KVCACHE_SPACE", "1"))
+            env = {**plan.workers[0].env_dict(), **self.options.env}  # the option wins, as at launch
+            kv_gib = float(env.get("VLLM_CPU_KVCACHE_SPACE", "1"))
             return cpu_reason(deployment, problem, kv_space_gib=kv_gib)
         return cuda_reason(deployment, problem)
 
     def measure(
-        self, deployment: Deployment, problem: Problem, *, on_point: PointCallback | None = None
+        self,
+        deployment: Deployment,
+        problem: Problem,
+        *,
+        on_point: PointCallback | None = None,
+        context: Any = None,
     ) -> list[LoadPoint]:
+        """Launch, drive the ladder, stop. ``context`` (optional, a ``MeasureContext``): its
+        ``devices`` are the GPU ids (cores under ``devices: cpu``) the tuner assigned to this
+        trial, so several trials can run at once on disjoint devices; ports never clash as
+        each trial binds free ones."""
+        devices = getattr(context, "devices", None)
         try:
-            plan = localize(self._plan(deployment, problem), extra_args=self.options.serve_args())
+            plan = self._plan(deployment, problem)
+            plan = localize(plan, extra_args=self.options.serve_args(), devices=devices)
         except (ConfigError, ValueError) as exc:
             raise CandidateFailed(f"launch: {exc}") from exc
-        trial = _Trial(self._trial_dir(), plan)
+        trial = TrialRecord(self._trial_dir(), plan)
         try:
             with launch(
                 plan,
@@ -118,7 +155,11 @@ class VllmBackend:
         )
 
     def _trial_dir(self) -> Path:
-        root = Path(self.options.log_dir or tempfile.mkdtemp(prefix="tuner-vllm-"))
+        with self._lock:
+            if self._log_root is None:  # one temporary root per backend: trial-0, trial-1, ...
+                self._log_root = Path(tempfile.mkdtemp(prefix="tuner-vllm-logs-"))
+                log.info("vllm backend: no log_dir option; logs go to %s", self._log_root)
+            root = self._log_root
         root.mkdir(parents=True, exist_ok=True)
         n = 0
         while True:  # first unused number: a resumed study appends, never overwrites
@@ -130,20 +171,14 @@ class VllmBackend:
                 n += 1
 
     def _vocab_size(self, plan: LaunchPlan, problem: Problem) -> int:
-        config = Path(plan.model) / "config.json"
-        if config.is_file():
-            data = json.loads(config.read_text())
-            vocab = data.get("vocab_size") or (data.get("text_config") or {}).get("vocab_size")
-            if vocab:
-                return int(vocab)
-        return problem.arch.vocab
+        return prompt_vocab(Path(plan.model), problem.arch.vocab)
 
     def _ladder(
         self,
         running: RunningDeployment,
         deployment: Deployment,
         problem: Problem,
-        trial: _Trial,
+        trial: TrialRecord,
         on_point: PointCallback | None,
     ) -> None:
         wl, opts = problem.workload, self.options
@@ -192,8 +227,8 @@ class VllmBackend:
 
     @staticmethod
     def _raise_on_errors(running: RunningDeployment, run: PointRun, what: str) -> None:
-        running.check_alive()  # a dead server explains failed requests best (its log's cause)
         if run.errors:
+            running.explain_failure()  # a dead server explains failed requests best (its log)
             raise CandidateFailed(
                 f"{what}: {len(run.errors)} of {len(run.records)} requests failed: {run.errors[0]}"
             )
@@ -209,7 +244,19 @@ class VllmBackend:
 
 
 def _scrape_all(running: RunningDeployment) -> dict[str, ServerMetrics]:
-    return {w.url: scrape(w.url) for w in running.plan.workers if w.is_leader}
+    """Every leader's ``/metrics``; a server that cannot answer is a failed candidate."""
+    httpx = require("httpx")
+    out = {}
+    for w in running.plan.workers:
+        if w.is_leader:
+            try:
+                out[w.url] = scrape(w.url)
+            except httpx.HTTPError as exc:
+                running.explain_failure()
+                raise CandidateFailed(
+                    f"{w.role}-{w.worker}: /metrics failed: {type(exc).__name__}: {exc}"
+                ) from exc
+    return out
 
 
 def _warn_if_disagree(
@@ -224,62 +271,10 @@ def _warn_if_disagree(
     server_ms = 1000.0 * sum(m.ttft_sum_s for m in server.values()) / count
     done = [r.ttft_s * 1000.0 for r in run.records if r.ok]
     client_ms = sum(done) / len(done)
-    if abs(client_ms - server_ms) > max(5.0, TTFT_DISAGREEMENT * client_ms):
+    if abs(client_ms - server_ms) > max(TTFT_FLOOR_MS, TTFT_DISAGREEMENT * client_ms):
         log.warning(
             "c=%d: client mean TTFT %.1f ms vs server %.1f ms: one of the measurements is off",
             point.concurrency,
             client_ms,
             server_ms,
         )
-
-
-class _Trial:
-    """What a trial leaves on disk: ``trial.json`` and ``points.jsonl`` in its log directory."""
-
-    def __init__(self, path: Path, plan: LaunchPlan) -> None:
-        self.dir, self.plan = path, plan
-        self.points: list[LoadPoint] = []
-        self.reason = ""
-        self.t0 = time.monotonic()
-        self.times: dict[str, float] = {}
-        self.t_measure = self.t_stop = math.nan
-
-    def ready(self, running: RunningDeployment) -> None:
-        self.times["start_s"] = running.ready_s
-        self.t_measure = time.monotonic()
-
-    def stopping(self) -> None:
-        self.times["measure_s"] = time.monotonic() - self.t_measure
-        self.t_stop = time.monotonic()
-
-    def add(self, point: LoadPoint, run: PointRun, server: dict[str, ServerMetrics], joules: float) -> None:
-        self.points.append(point)
-        tokens = sum(r.prompt_tokens + r.output_tokens for r in run.records if r.ok)
-        record = {
-            "client": point.to_dict(),
-            "duration_s": run.duration_s,
-            "prompt_tokens": sum(r.prompt_tokens for r in run.records if r.ok),
-            "output_tokens": sum(r.output_tokens for r in run.records if r.ok),
-            "server": {url: m.to_dict() for url, m in server.items()},
-            "energy_j": None if math.isnan(joules) else joules,
-            "tokens_per_j": None if math.isnan(joules) or joules <= 0 else tokens / joules,
-        }
-        with (self.dir / "points.jsonl").open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-
-    def fail(self, reason: str) -> None:
-        self.reason = reason
-
-    def write(self) -> None:
-        if not math.isnan(self.t_stop):
-            self.times["stop_s"] = time.monotonic() - self.t_stop
-        self.times["total_s"] = time.monotonic() - self.t0
-        doc = {
-            "label": self.plan.label,
-            "commands": [{"argv": list(w.argv), "env": dict(w.env)} for w in self.plan.workers],
-            "router": list(self.plan.router.argv) if self.plan.router else None,
-            "points": len(self.points),
-            "failed": self.reason or None,
-            **self.times,
-        }
-        (self.dir / "trial.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: The commands of the plan's argv, replaced by what runs them in this interpreter.
 VLLM_COMMAND = (sys.executable, "-m", "backends.vllm.serve")
 ROUTER_COMMAND = (sys.executable, "-m", "tuner.cli", "router")
+#: Seconds a server that broke its connections gets to exit, so its log names the cause.
+EXIT_GRACE_S = 5.0
 
 
 def single_node_reason(plan: LaunchPlan) -> str | None:
@@ -47,7 +49,7 @@ def single_node_reason(plan: LaunchPlan) -> str | None:
 
 
 def _local_worker(
-    w: WorkerLaunch, port: int, nixl_port: int | None, extra_args: Sequence[str]
+    w: WorkerLaunch, port: int, nixl_port: int | None, extra_args: Sequence[str], devices: tuple[int, ...]
 ) -> WorkerLaunch:
     names = vllm_flags()["serve"], vllm_flags()["env"]
     command = len(vllm_flags()["command"])
@@ -56,21 +58,40 @@ def _local_worker(
     env = w.env_dict()
     if nixl_port is not None and names[1]["nixl_port"] in env:
         env[names[1]["nixl_port"]] = str(nixl_port)
-    return dataclasses.replace(w, port=port, argv=argv, env=tuple(sorted(env.items())))
+    if devices != w.gpu_ids:  # the tuner placed this trial on other GPUs (cores)
+        if names[1]["visible_devices"] in env:
+            env[names[1]["visible_devices"]] = ",".join(map(str, devices))
+        if names[1]["cpu_threads_bind"] in env:
+            env[names[1]["cpu_threads_bind"]] = "|".join(map(str, devices))
+    return dataclasses.replace(w, port=port, argv=argv, env=tuple(sorted(env.items())), gpu_ids=devices)
 
 
-def localize(plan: LaunchPlan, *, extra_args: Sequence[str] = ()) -> LaunchPlan:
-    """``plan`` with free ports, local commands and ``extra_args`` appended to every worker."""
+def _placed(plan: LaunchPlan, devices: Sequence[int] | None) -> list[tuple[int, ...]]:
+    """Each worker's device ids: the plan's own (0, 1, ...), or ``devices`` handed out in
+    launch order when the tuner assigned this trial its GPUs (cores on CPU)."""
+    if devices is None:
+        return [w.gpu_ids for w in plan.workers]
+    if len(devices) != plan.gpus():
+        raise ValueError(f"{plan.label} needs {plan.gpus()} devices; {len(devices)} were assigned")
+    it = iter(devices)
+    return [tuple(next(it) for _ in w.gpu_ids) for w in plan.workers]
+
+
+def localize(
+    plan: LaunchPlan, *, extra_args: Sequence[str] = (), devices: Sequence[int] | None = None
+) -> LaunchPlan:
+    """``plan`` with free ports, local commands and ``extra_args`` appended to every worker;
+    ``devices`` (optional) are the GPU (CPU core) ids assigned to this trial."""
     if reason := single_node_reason(plan):
         raise ValueError(reason)
     host = "127.0.0.1"
     ports = free_ports(len(plan.workers) + 1, host)
     router_port, worker_ports = ports[0], ports[1:]
     workers = []
-    for w, port in zip(plan.workers, worker_ports, strict=True):
+    for w, port, ids in zip(plan.workers, worker_ports, _placed(plan, devices), strict=True):
         # NIXL listens on base + dp_index: a block as large as the worker's device count.
         nixl = free_port_block(max(1, w.gpus), host, avoid=ports) if w.role in ("prefill", "decode") else None
-        workers.append(_local_worker(w, port, nixl, extra_args))
+        workers.append(_local_worker(w, port, nixl, extra_args, ids))
     router = None
     if plan.router is not None:
         prefill = tuple(w.url for w in workers if w.role == "prefill" and w.is_leader)
@@ -105,6 +126,16 @@ class RunningDeployment:
         """Raise ServerFailed when any process of the deployment has exited."""
         for server in self.servers:
             server.check_alive()
+
+    def explain_failure(self, grace_s: float = EXIT_GRACE_S) -> None:
+        """After requests failed: raise ServerFailed (with the log's cause) if a process exits
+        within ``grace_s``; return if all stay up (the failure is then the requests' own)."""
+        deadline = time.monotonic() + grace_s
+        while True:
+            self.check_alive()
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.2)
 
 
 def _servers(

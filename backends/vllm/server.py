@@ -129,10 +129,22 @@ def failure_reason(tail: str) -> str:
         if hit is not None:
             m = _ERROR_LINE.search(hit)
             return f"{prefix}: {m.group(0) if m else hit}"[:300]
-    for line in reversed(lines):
-        if m := _ERROR_LINE.search(line):
-            return m.group(0)[:300]
+    for at in range(len(lines) - 1, -1, -1):
+        if m := _ERROR_LINE.search(lines[at]):
+            detail = _validation_detail(lines[at + 1 :]) if m.group(1) == "ValidationError" else ""
+            return (f"{m.group(0)}: {detail}" if detail else m.group(0))[:300]
     return lines[-1][:300] if lines else "no output"
+
+
+def _validation_detail(after: Sequence[str]) -> str:
+    """pydantic puts the message on the line after ``ValidationError: 1 validation error for X``:
+    ``Value error, max_num_batched_tokens (128) must be ... [type=value_error, ...]``."""
+    for line in after[:3]:
+        if line.startswith("Value error, "):
+            return line.removeprefix("Value error, ").split(" [type=")[0]
+        if line and not line.startswith("For further information"):
+            return line.split(" [type=")[0]
+    return ""
 
 
 def group_alive(pgid: int) -> bool:

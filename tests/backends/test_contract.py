@@ -103,6 +103,7 @@ CASES = [
 
 
 def _marks(case: Case, which: str = "agg") -> list[pytest.MarkDecorator]:
+    """``live`` for the live case; also ``slow`` for what is not its single-worker path."""
     marks = [pytest.mark.live] if case.live else []
     if case.live and which != "agg":
         marks.append(pytest.mark.slow)
@@ -182,6 +183,12 @@ def test_measure_one_point_per_level_in_order(subject: Subject, which: str) -> N
         assert p.output_tok_s_gpu < p.tok_s_gpu
 
 
+@pytest.mark.parametrize(
+    "subject",
+    # Live: the same path as above with on_point=None; one more server start, so slow.
+    [pytest.param(c, marks=_marks(c, "slow"), id=c.name) for c in CASES],
+    indirect=True,
+)
 def test_measure_without_callback(subject: Subject) -> None:
     points = subject.backend.measure(subject.deployments["agg"], subject.problem((2,)))
     assert len(points) == 1

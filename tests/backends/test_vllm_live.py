@@ -161,3 +161,70 @@ def test_server_killed_mid_ladder_is_a_failed_candidate(tiny_model: Path, tmp_pa
             _agg(), _problem(tiny_model, (1, 2)), on_point=kill_server
         )
     assert info.value.reason
+
+
+def _completion(url: str, model: str, prompt: list[int], max_tokens: int) -> dict[str, Any]:
+    import httpx
+
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "ignore_eos": True,
+        "return_token_ids": True,
+    }
+    response = httpx.post(f"{url}/v1/completions", json=body, timeout=120)
+    response.raise_for_status()
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def test_disagg_greedy_output_equals_aggregated(tiny_model: Path, tmp_path: Path) -> None:
+    """Through the router (prefill + NIXL transfer + decode) the greedy tokens equal those of
+    one server computing everything itself (the prefill worker, asked directly)."""
+    from backends.vllm.launcher import launch, localize
+    from backends.vllm.metrics import scrape
+    from serving.launch import plan_launch
+
+    dep = Deployment(
+        mode="disagg", prefill=WorkerGroup(Parallelism(tp=1)), decode=WorkerGroup(Parallelism(tp=1))
+    )
+    plan = localize(
+        plan_launch(dep, _problem(tiny_model, (1,)), model=str(tiny_model), devices="cpu", host="127.0.0.1"),
+        extra_args=("--enforce-eager",),
+    )
+    prompts = [list(range(100 + i, 100 + i + ISL)) for i in range(3)]
+    with launch(plan, log_dir=tmp_path / "logs", startup_timeout_s=300) as running:
+        (router,) = running.load_urls
+        (prefill,) = running.metrics_urls("prefill")
+        (decode,) = running.metrics_urls("decode")
+        before = scrape(decode)
+        routed = [_completion(router, plan.served_model_name, p, OSL) for p in prompts]
+        moved = scrape(decode).minus(before).external_kv_tokens
+        alone = [_completion(prefill, plan.served_model_name, p, OSL) for p in prompts]
+    for via_router, direct in zip(routed, alone, strict=True):
+        tokens = via_router["choices"][0]["token_ids"]
+        assert len(tokens) == OSL, "full-length completion"
+        assert tokens == direct["choices"][0]["token_ids"]
+    assert moved == len(prompts) * ISL
+
+
+@pytest.mark.slow
+def test_data_parallel_2_spreads_requests_over_both_engines(tiny_model: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    dep = Deployment(mode="agg", agg=WorkerGroup(Parallelism(dp=2)))
+    points = _backend(tiny_model, logs).measure(dep, _problem(tiny_model, (4,)))
+    assert points[0].gpus == 2
+    (server,) = _records(logs)[0]["server"].values()
+    engines = server["requests_by_engine"]
+    assert len(engines) == 2 and all(n > 0 for n in engines.values()), engines
+
+
+@pytest.mark.slow
+def test_two_agg_workers_both_take_requests(tiny_model: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    dep = Deployment(mode="agg", agg=WorkerGroup(Parallelism(tp=1), count=2))
+    _backend(tiny_model, logs).measure(dep, _problem(tiny_model, (4,)))
+    servers = _records(logs)[0]["server"].values()
+    assert len(servers) == 2 and all(s["prompt_tokens"] > 0 for s in servers)

@@ -142,6 +142,13 @@ def test_free_port_block_is_consecutive_and_avoids() -> None:
             "usage: vllm serve\nvllm serve: error: unrecognized arguments: --bogus",
             "invalid flag: unrecognized arguments: --bogus",
         ),
+        (
+            "pydantic_core._pydantic_core.ValidationError: 1 validation error for SchedulerConfig\n"
+            "  Value error, max_num_batched_tokens (128) must be >= max_num_seqs (256). [type=value_error]\n"
+            "    For further information visit https://errors.pydantic.dev/2.13/v/value_error",
+            "ValidationError: 1 validation error for SchedulerConfig: "
+            "max_num_batched_tokens (128) must be >= max_num_seqs (256).",
+        ),
         ("", "no output"),
         ("just a line", "just a line"),
     ],

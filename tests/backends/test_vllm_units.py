@@ -3,14 +3,17 @@ options, launch-plan localisation and NVML absence."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backends import create
 from backends.vllm import VllmBackend
+from backends.vllm.backend import prompt_vocab
 from backends.vllm.launcher import ROUTER_COMMAND, VLLM_COMMAND, localize
 from backends.vllm.loadgen import LOWEST_TOKEN_ID, PointRun, PromptSource, RequestRecord, summarize
 from backends.vllm.metrics import parse_metrics
@@ -174,3 +177,21 @@ def test_tuner_gpus_without_nvml_prints_one_line(
     assert main(["gpus"]) == 0
     out = capsys.readouterr().out.strip()
     assert out.startswith("no GPUs:") and "devices: cpu" in out and len(out.splitlines()) == 1
+
+
+def test_prompt_vocab_comes_from_the_tokenizer_or_stays_below_padding(tmp_path: Path) -> None:
+    tokenizer = {"model": {"vocab": {"a": 0, "b": 1, "c": 2}}, "added_tokens": [{"id": 7, "content": "<s>"}]}
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert prompt_vocab(tmp_path, 100) == 8
+    assert prompt_vocab(tmp_path / "absent", 151936) < 151669  # Qwen3: padded embedding rows
+
+
+def test_localize_maps_assigned_devices_in_launch_order() -> None:
+    plan = plan_launch(DISAGG, _problem(gpus_per_node=8), devices="cuda")
+    placed = localize(plan, devices=(5, 2))
+    assert [w.gpu_ids for w in placed.workers] == [(5,), (2,)]
+    assert [w.env_dict()["CUDA_VISIBLE_DEVICES"] for w in placed.workers] == ["5", "2"]
+    cores = localize(plan_launch(DISAGG, _problem(), devices="cpu"), devices=(1, 0))
+    assert [w.env_dict()["VLLM_CPU_OMP_THREADS_BIND"] for w in cores.workers] == ["1", "0"]
+    with pytest.raises(ValueError, match="needs 2 devices"):
+        localize(plan, devices=(1,))

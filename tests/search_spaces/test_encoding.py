@@ -25,16 +25,28 @@ def test_candidates_are_unique(preset: str) -> None:
 
 
 def test_small_space_is_exactly_enumerated() -> None:
-    # agg: tp {1,2} x count {1,max} x 3 seqs x 2 tokens, where on 1 GPU "max" = 1 for both
-    # TPs -> 2 x 6 = 12; disagg: 2 decode max_num_seqs -> 2.
+    # On 1 GPU: agg TP2 does not fit, so a drawn TP2 snaps to TP1, and "max" = 1 = count 1:
+    # 3 seqs x 2 tokens = 6. Disagg needs 2 GPUs, so the mode is not offered at all.
     space, problem = load_space("small"), PRESET_PROBLEMS["small"]
-    assert len(list(space.candidates(problem))) == 14
+    assert len(list(space.candidates(problem))) == 6
+    two_gpus = make_problem("Llama-3.1-8B", "H100", gpus=2)
+    # 2 GPUs: agg TP1 x {1, 2 workers} + TP2 x 1, each 6 knob pairs; disagg 1P+1D x 2 seqs.
+    assert len(list(space.candidates(two_gpus))) == 3 * 6 + 2
 
 
-def test_moe_space_holds_the_inferencex_disagg_labels() -> None:
+def test_moe_space_holds_the_inferencex_labels_that_fit() -> None:
     space, problem = load_space("moe-multi-node"), PRESET_PROBLEMS["moe-multi-node"]
     labels = {d.label() for d in space.candidates(problem)}
-    assert {"1xDEP4+1xDEP8", "2xDEP2+1xDEP8", "1xTEP8+1xTEP8", "DEP32", "TEP8", "TP8"} <= labels
+    assert {"1xDEP8+1xDEP32", "2xDEP8+1xDEP16", "1xTEP8+1xTEP8", "DEP32", "TEP8", "TP8"} <= labels
+    # DeepSeek-R1's fp8 weights need more than 4 GB200s per worker: the smaller InferenceX
+    # prefill workers (1xDEP4+1xDEP8, 2xDEP2+1xDEP8) are static-infeasible, so not encoded.
+    dep4 = Deployment(
+        mode="disagg",
+        prefill=WorkerGroup(Parallelism(dp=4, ep=4)),
+        decode=WorkerGroup(Parallelism(dp=8, ep=8)),
+    )
+    assert (infeasible_reason(dep4, problem) or "").startswith("memory")
+    assert "1xDEP4+1xDEP8" not in labels
 
 
 def test_dense_space_holds_agg_replicas_and_disagg_pools() -> None:
@@ -58,16 +70,39 @@ def test_params_skip_constants_and_use_symbols() -> None:
     deployment = Deployment(
         mode="disagg",
         prefill=WorkerGroup(
-            Parallelism(dp=4, ep=4), 1, EngineKnobs(max_num_seqs=64, max_num_batched_tokens=16384)
+            Parallelism(dp=8, ep=8), 1, EngineKnobs(max_num_seqs=64, max_num_batched_tokens=16384)
         ),
-        decode=WorkerGroup(Parallelism(dp=8, ep=8), 7),  # 7 = "max" on 64 GPUs after a DEP4
+        decode=WorkerGroup(Parallelism(dp=8, ep=8), 7),  # 7 = "max" on 64 GPUs after a DEP8
     )
     params = space.params(deployment)
     assert params["mode"] == "disagg"
     assert params["decode.count"] == "max"
-    assert params["prefill.tp"] == 1 and params["prefill.dp"] == 4
+    # Powers of two are ordered: log2 exponents, drawn with suggest_int.
+    assert params["prefill.log2_tp"] == 0 and params["prefill.log2_dp"] == 3
+    assert params["decode.log2_max_num_seqs"] == 8  # 256, the default
     assert "prefill.ep" not in params  # a single choice is a constant, not a parameter
     assert space.suggest(FixedTrial(params), PRESET_PROBLEMS["moe-multi-node"]) == deployment
+
+
+def test_draws_over_the_budget_snap_into_it() -> None:
+    """8xDEP8 prefill + 2xDEP32 decode is 128 GPUs: decode takes its 32 first (at its least
+    count, 1), prefill clips to the largest listed count that fits the rest (4), and decode
+    clips to what prefill leaves (1)."""
+    space, problem = load_space("moe-multi-node"), PRESET_PROBLEMS["moe-multi-node"]
+    params = {
+        "mode": "disagg",
+        "kv_cache_dtype": "fp8",
+        "prefill.log2_tp": 0,
+        "prefill.log2_dp": 3,
+        "prefill.count": 8,
+        "decode.log2_tp": 0,
+        "decode.log2_dp": 5,
+        "decode.count": 2,
+        "decode.log2_max_num_seqs": 8,
+    }
+    deployment = space.suggest(FixedTrial(params), problem)
+    assert deployment.label() == "4xDEP8+1xDEP32"
+    assert deployment.gpus() <= problem.gpus
 
 
 def test_params_rejects_a_deployment_outside_the_space() -> None:
@@ -88,12 +123,16 @@ def test_same_name_always_has_the_same_choices(preset: str) -> None:
             self.params = params
 
         def suggest_categorical(self, name: str, choices: list[object]) -> object:
-            assert seen.setdefault(name, tuple(choices)) == tuple(choices), name
+            assert seen.setdefault(name, ("categorical", *choices)) == ("categorical", *choices), name
+            return self.params[name]
+
+        def suggest_int(self, name: str, low: int, high: int) -> object:
+            assert seen.setdefault(name, ("int", low, high)) == ("int", low, high), name
             return self.params[name]
 
     for deployment in list(space.candidates(problem))[::7]:
         space.suggest(Recorder(space.params(deployment)), problem)  # type: ignore[arg-type]
-    assert "mode" in seen
+    assert "mode" in seen or len(space.modes) == 1 or preset == "small"
 
 
 @pytest.mark.parametrize("sampler_cls", [optuna.samplers.RandomSampler, optuna.samplers.TPESampler])

@@ -7,10 +7,13 @@ records them.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
-from backends.base import PointCallback
+from backends.base import MeasureContext, PointCallback
 from backends.simulator import SimulatorBackend
 from serving import CandidateFailed, Deployment, LoadPoint, Problem
 
@@ -50,3 +53,39 @@ class FlakyBackend:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
+
+
+class SlowBackend:
+    """The simulator at a live backend's pace: ``sleep_s`` per load point, each delivered
+    through ``on_point`` as it is "measured"; records the GPUs each trial was given.
+
+    Registered through the ``TUNER_TEST_BACKENDS`` entry in worker subprocesses (see
+    tests/tuner/test_workers.py), or the ``slow_backend`` fixture in-process.
+    """
+
+    name = "slow"
+
+    def __init__(self, sleep_s: float = 0.2, log: str = "") -> None:
+        self._sim = SimulatorBackend()
+        self._sleep_s = sleep_s
+        self._log = Path(log) if log else None
+
+    def check(self, deployment: Deployment, problem: Problem) -> str | None:
+        return self._sim.check(deployment, problem)
+
+    def measure(self, deployment: Deployment, problem: Problem, *, on_point: PointCallback | None = None,
+                context: MeasureContext | None = None) -> list[LoadPoint]:
+        out = []
+        for point in self._sim.measure(deployment, problem):
+            time.sleep(self._sleep_s)
+            if self._log is not None:  # one line per measured point: what was really run, where
+                with self._log.open("a") as fh:
+                    devices = list(context.devices) if context and context.devices else None
+                    fh.write(json.dumps([os.getpid(), deployment.key(), point.concurrency, devices]) + "\n")
+            if on_point is not None:
+                on_point(point)
+            out.append(point)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "sleep_s": self._sleep_s}

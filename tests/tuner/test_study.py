@@ -65,15 +65,17 @@ def test_resume_refuses_another_problem(tmp_path: Path) -> None:
 
 
 def test_infeasible_are_pruned_with_reason_and_never_measured(tmp_path: Path) -> None:
-    # One H100 cannot hold a disagg pair: the small preset's disagg branch is over budget.
-    spec = load_spec(small_spec(tmp_path, hardware={"gpu": "H100", "gpus": 1, "gpus_per_node": 1},
+    # Qwen3-32B in bf16 (65 GB of weights) cannot start on one H100: TP1 is infeasible by
+    # memory, whatever the encoding does about the GPU budget.
+    spec = load_spec(small_spec(tmp_path, model="Qwen/Qwen3-32B",
                                 study={"trials": 25, "sampler": "random"}))
     result = tune(spec)
     pruned = result.study.get_trials(states=(TrialState.PRUNED,))
     assert pruned, "expected infeasible candidates"
     for t in pruned:
-        assert t.user_attrs["infeasible"].split(":")[0] in ("gpu_budget", "memory")
+        assert t.user_attrs["infeasible"].split(":")[0] in ("gpu_budget", "memory", "placement")
         assert "points" not in t.user_attrs
+    assert any(t.user_attrs["infeasible"].startswith("memory:") for t in pruned)
     assert sum(result.summary.infeasible.values()) == len(pruned)
 
 

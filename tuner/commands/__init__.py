@@ -13,7 +13,7 @@ from types import ModuleType
 __all__ = ["COMMANDS", "command_modules"]
 
 #: Subcommand modules in ``--help`` order.
-COMMANDS = ("tune", "show", "pick", "export", "check", "validate", "profile", "router", "gpus")
+COMMANDS = ("tune", "worker", "status", "show", "pick", "export", "check", "validate", "profile", "router", "gpus")
 
 
 def command_modules() -> list[ModuleType]:

@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="price the GPUs measured by `tuner profile` (overrides hardware.profile)")
     p.add_argument("--require-tok-s-gpu", type=non_negative_float, metavar="X",
                    help="exit 1 when the best SLA pick is below X tok/s/GPU (a CI gate)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N local worker processes on the study (more join with `tuner worker`)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -64,9 +66,12 @@ def _with_profile(hw: HardwareSpec, path: str) -> HardwareSpec:
 
 def run(args: argparse.Namespace) -> int:
     spec = _override(load_spec(args.spec), args)
+    if args.workers < 1:
+        err.print(f"error: --workers must be >= 1, got {args.workers}", markup=False, highlight=False)
+        return 2
     with TrialProgress(err, enabled=not args.quiet) as progress:
         try:
-            result = tune(spec, on_trial=progress.update, on_start=progress.start)
+            result = tune(spec, on_trial=progress.update, on_start=progress.start, workers=args.workers)
         except KeyboardInterrupt:
             err.print("interrupted: every finished trial and measured point is stored. "
                       f"Resume with: tuner {' '.join(sys.argv[1:])}", markup=False, highlight=False)

@@ -1,0 +1,459 @@
+"""How many trials each sampler needs to find the SLA optimum, against exhaustive truth.
+
+For problems small enough to enumerate on the simulator (dense Qwen3-32B on 8 H200,
+Llama-3.1-70B on 16 H100 over two nodes, DeepSeek-R1 fp8 on 64 GB200 with agg and disagg),
+each at a loose and a tight SLA, every sampler runs the product's study loop
+(:func:`tuner.study.run_trials`, in-memory storage, objective ``sla``) for 10 seeds and we
+record:
+
+- ``trials to 2%``: measured trials (distinct deployments, what a live run pays; infeasible
+  and duplicate asks cost nothing) until the best SLA pick is within 2% of the exhaustive
+  optimum (median over seeds; ``>N`` when the median run did not get there within 20% of
+  the feasible space);
+- ``HV@5/10/20%``: hypervolume of the found front (tok/s/GPU x tok/s/user over every load
+  point, reference (0, 0)) relative to the exhaustive front, after 5%, 10% and 20% of the
+  feasible space has been measured (median over seeds), with Optuna's hypervolume.
+
+Then the simulator-guided live search (:mod:`tuner.guided`) against plain TPE and random on
+a stand-in "live" world (:mod:`benchmarks.standin_world`: hidden constants + noise): live
+trials until the pick is within 2% of that world's optimum.
+
+Each problem is priced exhaustively once and trials are answered from that table, so the
+benchmark times the samplers, not the simulator. Usage::
+
+    python benchmarks/search_efficiency.py            # full: 10 seeds, about 15 min on 2 cores
+    python benchmarks/search_efficiency.py --quick    # 3 seeds, no GP, a few minutes
+
+Writes ``docs/search_efficiency.png`` and prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import math
+import multiprocessing
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume
+from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backends.simulator import SimulatorBackend
+from benchmarks.standin_world import StandInWorld
+from search_spaces import SearchSpace, infeasible_reason, load_space
+from serving import CandidateFailed, Deployment, LoadPoint, Problem, Workload, load_gpu, load_model
+from tuner.guided import GuidedSearch
+from tuner.samplers import make_sampler
+from tuner.sla import SLA
+from tuner.study import TrialOutcome, objective_values, run_trials
+
+FRACTIONS = (0.05, 0.10, 0.20)
+WITHIN = 0.02
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One problem at one SLA."""
+
+    name: str
+    problem: Problem
+    preset: str
+    sla: SLA
+
+
+def _problem(
+    model: str,
+    gpu: str,
+    precision: str,
+    gpus: int,
+    per_node: int,
+    isl: int,
+    osl: int,
+    ladder: tuple[int, ...],
+) -> Problem:
+    workload = Workload(isl=isl, osl=osl, concurrency=ladder)
+    return Problem(
+        arch=load_model(model),
+        gpu=load_gpu(gpu),
+        precision=precision,
+        workload=workload,
+        gpus=gpus,
+        gpus_per_node=per_node,
+    )
+
+
+def cases() -> list[Case]:
+    """The benchmark problems; each SLA's optimum is unique to within 2% for 3-32 deployments."""
+    ladder = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    dense = _problem("Qwen3-32B", "H200", "bf16", 8, 8, 4000, 1000, ladder)  # examples/qwen3-32b-h200
+    llama = _problem("Llama-3.1-70B", "H100", "bf16", 16, 8, 2000, 500, ladder)
+    moe = _problem(
+        "DeepSeek-R1", "GB200", "fp8", 64, 4, 1024, 1024, (1, 4, 16, 64, 128, 256, 512, 1024, 2048)
+    )  # examples/deepseek-r1-gb200
+    return [
+        Case("qwen32b-8xH200 loose", dense, "dense-single-node", SLA(30, 2000)),
+        Case("qwen32b-8xH200 tight", dense, "dense-single-node", SLA(60, 1000)),
+        Case("llama70b-16xH100 loose", llama, "dense-multi-node", SLA(20, 2000)),
+        Case("llama70b-16xH100 tight", llama, "dense-multi-node", SLA(40, 1000)),
+        Case("r1-64xGB200 loose", moe, "moe-multi-node", SLA(50)),
+        Case("r1-64xGB200 tight", moe, "moe-multi-node", SLA(80)),
+    ]
+
+
+# -- exhaustive truth, priced once per problem --------------------------------------------
+class Table:
+    """Every candidate of a space priced by a backend: the truth and a cached backend."""
+
+    def __init__(self, space: SearchSpace, problem: Problem, backend: Any) -> None:
+        self.reasons: dict[str, str] = {}
+        self.points: dict[str, list[LoadPoint]] = {}
+        self.deployments: dict[str, Deployment] = {}
+        for d in space.candidates(problem):
+            reason = infeasible_reason(d, problem) or backend.check(d, problem)
+            if reason is not None:
+                self.reasons[d.key()] = reason
+            else:
+                self.points[d.key()] = backend.measure(d, problem)
+                self.deployments[d.key()] = d
+        self.fronts = {k: _own_front(p) for k, p in self.points.items()}
+        self.hv = _hv([pt for f in self.fronts.values() for pt in f])
+
+    def optimum(self, sla: SLA) -> float:
+        return max(self.value(k, sla) for k in self.points)
+
+    def value(self, key: str, sla: SLA) -> float:
+        """The SLA objective of a deployment (0 when no point meets the SLA)."""
+        values, violation = objective_values(self.points[key], sla, "sla")
+        return values[0] if violation == 0 else 0.0
+
+
+class CachedBackend:
+    """Answers from a :class:`Table`: the product's loop at the cost of a dict lookup."""
+
+    name = "cached"
+    instant = True
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def check(self, deployment: Deployment, problem: Problem) -> str | None:
+        return self.table.reasons.get(deployment.key())
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def measure(self, deployment: Deployment, problem: Problem, *, on_point: Any = None) -> list[LoadPoint]:
+        points = self.table.points.get(deployment.key())
+        if points is None:
+            raise CandidateFailed(self.table.reasons.get(deployment.key(), "not in the table"))
+        for p in points:
+            if on_point is not None:
+                on_point(p)
+        return points
+
+
+def _own_front(points: list[LoadPoint]) -> list[tuple[float, float]]:
+    pts = sorted(((p.tok_s_gpu, p.tok_s_user) for p in points), reverse=True)
+    out: list[tuple[float, float]] = []
+    for x, y in pts:
+        if not out or y > out[-1][1]:
+            out.append((x, y))
+    return out
+
+
+def _hv(points: list[tuple[float, float]]) -> float:
+    if not points:
+        return 0.0
+    return float(compute_hypervolume(-np.array(points), np.zeros(2)))
+
+
+# -- one sampler run ------------------------------------------------------------------------
+def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
+    return make_sampler(name, seed=seed)
+
+
+def measured_order(study: optuna.Study) -> list[str]:
+    """Keys of the deployments a study measured, in the order it measured them."""
+    return [
+        Deployment.from_dict(t.user_attrs["deployment"]).key()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if "deployment" in t.user_attrs and "duplicate_of" not in t.user_attrs
+    ]
+
+
+def score(order: list[str], table: Table, sla: SLA) -> dict[str, float]:
+    """Trials to within 2% of the optimum (inf if never) and relative HV at each fraction."""
+    optimum, feasible = table.optimum(sla), len(table.points)
+    best, hit = 0.0, math.inf
+    for i, key in enumerate(order, 1):
+        best = max(best, table.value(key, sla))
+        if best >= (1 - WITHIN) * optimum and hit == math.inf:
+            hit = i
+    out = {"trials": float(hit)}
+    for f in FRACTIONS:
+        k = math.ceil(f * feasible)
+        out[f"hv{round(f * 100)}"] = _hv([pt for key in order[:k] for pt in table.fronts[key]]) / table.hv
+    return out
+
+
+def run_sampler(case: Case, table: Table, sampler: str, seed: int) -> dict[str, float]:
+    """One seeded study over ``case`` through the product's study loop."""
+    budget = math.ceil(max(FRACTIONS) * len(table.points))
+    space = load_space(case.preset)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, seed))
+        started = time.perf_counter()
+        run_trials(
+            study,
+            space=space,
+            backend=CachedBackend(table),
+            problem=case.problem,
+            sla=case.sla,
+            objective="sla",
+            n_trials=20 * budget,
+            distinct=budget,
+        )
+    out = score(measured_order(study), table, case.sla)
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+# -- guided search on a stand-in world --------------------------------------------------------
+def run_live(case: Case, method: str, seed: int, budget: int) -> float:
+    """Live trials until the pick (best measured, noisy) is truly within 2% of the world's
+    optimum; ``inf`` if not within ``budget`` trials."""
+    world = StandInWorld(seed=seed)
+    space = load_space(case.preset)
+    truth = _world_truth(case, world)
+    optimum = max(truth.values())
+    picks: list[tuple[float, str]] = []
+
+    def done() -> bool:
+        return bool(picks) and truth[max(picks)[1]] >= (1 - WITHIN) * optimum
+
+    def on_trial(outcome: TrialOutcome, _summary: Any) -> None:
+        if outcome.state == "measured" and outcome.deployment is not None:
+            values, violation = objective_values(list(outcome.points), case.sla, "sla")
+            if violation == 0:
+                picks.append((values[0], outcome.deployment.key()))
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sampler = "random" if method == "guided" else method
+        study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed=seed))
+        kw: dict[str, Any] = dict(
+            space=space, backend=world, problem=case.problem, sla=case.sla, objective="sla", on_trial=on_trial
+        )
+        guide = GuidedSearch(space, case.problem, case.sla, "sla") if method == "guided" else None
+        for measured in range(1, budget + 1):
+            if guide is not None:
+                proposal = guide.propose()
+                if not proposal:
+                    break
+                study.enqueue_trial(space.params(proposal[0]))
+                run_trials(study, n_trials=_finished(study) + 1, **kw)  # the enqueued trial only
+                trial = study.trials[-1]
+                points = [LoadPoint.from_dict(p) for p in trial.user_attrs.get("points", [])]
+                guide.observe(proposal[0], points)
+            else:
+                run_trials(study, n_trials=10 * budget, distinct=measured, **kw)
+            if done():
+                return float(measured)
+    return math.inf
+
+
+def _finished(study: optuna.Study) -> int:
+    return len(
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    )
+
+
+_TRUTH: dict[str, dict[str, float]] = {}
+
+
+def _world_truth(case: Case, world: StandInWorld) -> dict[str, float]:
+    if case.name not in _TRUTH:
+        space = load_space(case.preset)
+        out = {}
+        for d in space.candidates(case.problem):
+            if infeasible_reason(d, case.problem) or world.check(d, case.problem):
+                continue
+            values, violation = objective_values(world.true_points(d, case.problem), case.sla, "sla")
+            out[d.key()] = values[0] if violation == 0 else 0.0
+        _TRUTH[case.name] = out
+    return _TRUTH[case.name]
+
+
+# -- driver -------------------------------------------------------------------------------------
+_TABLES: dict[str, Table] = {}  # filled before the pool forks, read by the workers
+
+
+def _task(args: tuple[int, str, int]) -> tuple[int, str, int, dict[str, float]]:
+    index, sampler, seed = args
+    case = cases()[index]
+    return index, sampler, seed, run_sampler(case, _TABLES[case.problem.arch.name], sampler, seed)
+
+
+def _live_task(args: tuple[int, str, int, int]) -> tuple[int, str, float]:
+    index, method, seed, budget = args
+    return index, method, run_live(cases()[index], method, seed, budget)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def _fmt_trials(value: float, budget: int) -> str:
+    return f">{budget}" if math.isinf(value) else f"{value:.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 seeds, no GP (a few minutes)")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per sampler (default 10, quick 3)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--samplers", default="tpe,nsga2,gp,random,qmc")
+    parser.add_argument(
+        "--gp-seeds", type=int, default=1, help="seeds for the slow GP sampler (~4 min a MoE run)"
+    )
+    parser.add_argument("--no-live", action="store_true", help="skip the guided-search comparison")
+    parser.add_argument("--plot", default=str(DOCS / "search_efficiency.png"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    seeds = args.seeds or (3 if args.quick else 10)
+    samplers = [s for s in args.samplers.split(",") if s]
+    has_gp = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("scipy") is not None
+    if "gp" in samplers and (args.quick or not has_gp):
+        samplers.remove("gp")
+        print("GP skipped:", "--quick" if has_gp else "torch and scipy are not importable")
+    all_cases = cases()
+    sim = SimulatorBackend()
+    started = time.perf_counter()
+    for case in all_cases:
+        if case.problem.arch.name not in _TABLES:
+            _TABLES[case.problem.arch.name] = Table(load_space(case.preset), case.problem, sim)
+    print(f"exhaustive pricing: {time.perf_counter() - started:.1f}s")
+    tasks = [
+        (i, s, seed)
+        for i in range(len(all_cases))
+        for s in samplers
+        for seed in range(args.gp_seeds if s == "gp" else seeds)
+    ]
+    results: dict[tuple[int, str], list[dict[str, float]]] = {}
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(args.jobs) as pool:
+        for index, sampler, _seed, out in pool.imap_unordered(_task, tasks):
+            results.setdefault((index, sampler), []).append(out)
+        live = [] if args.no_live else _live_results(pool, all_cases, seeds)
+    print(f"\nsampler runs: {time.perf_counter() - started:.0f}s\n")
+    print(_table(all_cases, samplers, results))
+    if live:
+        print(live)
+    _plot(all_cases, samplers, results, Path(args.plot))
+    print(f"\nplot: {args.plot}")
+    return 0
+
+
+def _live_results(pool: Any, all_cases: list[Case], seeds: int) -> str:
+    chosen = [i for i, c in enumerate(all_cases)]
+    budgets = {
+        i: min(60, math.ceil(0.2 * len(_TABLES[all_cases[i].problem.arch.name].points))) for i in chosen
+    }
+    tasks = [
+        (i, m, seed, budgets[i]) for i in chosen for m in ("guided", "tpe", "random") for seed in range(seeds)
+    ]
+    found: dict[tuple[int, str], list[float]] = {}
+    for index, method, value in pool.imap_unordered(_live_task, tasks):
+        found.setdefault((index, method), []).append(value)
+    lines = [
+        "\nLive trials to within 2% of the stand-in world's optimum (median over seeds; "
+        "world = simulator with hidden constants + 3% noise)\n",
+        "| problem | guided | TPE | random |",
+        "|---|---|---|---|",
+    ]
+    for i in chosen:
+        row = [_fmt_trials(_median(found[i, m]), budgets[i]) for m in ("guided", "tpe", "random")]
+        lines.append(f"| {all_cases[i].name} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _table(
+    all_cases: list[Case], samplers: list[str], results: dict[tuple[int, str], list[dict[str, float]]]
+) -> str:
+    lines = [
+        "| problem (feasible) | sampler | trials to 2% (median, range) | HV@5% | HV@10% | HV@20% | s/run |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, case in enumerate(all_cases):
+        feasible = len(_TABLES[case.problem.arch.name].points)
+        budget = math.ceil(max(FRACTIONS) * feasible)
+        for s in samplers:
+            runs = results.get((i, s), [])
+            trials = sorted(r["trials"] for r in runs)
+            span = f"{_fmt_trials(trials[0], budget)}-{_fmt_trials(trials[-1], budget)}" if trials else ""
+            hv = [f"{_median([r[f'hv{round(f * 100)}'] for r in runs]):.1%}" for f in FRACTIONS]
+            lines.append(
+                f"| {case.name} ({feasible}) | {s} ({len(runs)} seeds) | "
+                f"{_fmt_trials(_median(trials), budget)} ({span}) | "
+                + " | ".join(hv)
+                + f" | {_median([r['seconds'] for r in runs]):.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def _plot(
+    all_cases: list[Case],
+    samplers: list[str],
+    results: dict[tuple[int, str], list[dict[str, float]]],
+    path: Path,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = np.arange(len(all_cases))
+    width = 0.8 / max(1, len(samplers))
+    for j, s in enumerate(samplers):
+        fracs, hvs = [], []
+        for i, case in enumerate(all_cases):
+            feasible = len(_TABLES[case.problem.arch.name].points)
+            runs = results.get((i, s), [])
+            med = _median([r["trials"] for r in runs])
+            fracs.append(min(med / feasible, 0.21) if runs else math.nan)
+            hvs.append(_median([r["hv10"] for r in runs]))
+        axes[0].bar(x + j * width, [100 * f for f in fracs], width, label=s)
+        axes[1].bar(x + j * width, [100 * h for h in hvs], width, label=s)
+    axes[0].axhline(5, color="k", ls="--", lw=0.8)
+    axes[0].set_ylabel("median trials to 2% of optimum (% of feasible space)")
+    axes[1].axhline(98, color="k", ls="--", lw=0.8)
+    axes[1].set_ylabel("hypervolume after 10% of the space (% of exhaustive)")
+    axes[1].set_ylim(50, 101)
+    for ax in axes:
+        ax.set_xticks(x + 0.4 - width / 2, [c.name for c in all_cases], rotation=30, ha="right", fontsize=8)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

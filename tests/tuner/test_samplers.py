@@ -1,0 +1,43 @@
+"""Samplers by name, and the default the search-efficiency benchmark chose."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import optuna
+import pytest
+
+from tuner.errors import ConfigError
+from tuner.samplers import DEFAULT_SAMPLER, make_sampler
+from tuner.spec import SAMPLERS, StudyOptions
+
+
+def test_default_sampler_is_the_benchmark_winner() -> None:
+    # docs/search.md: TPE (multivariate, group) wins benchmarks/search_efficiency.py.
+    assert DEFAULT_SAMPLER == "tpe"
+    assert StudyOptions().sampler == DEFAULT_SAMPLER
+
+
+def test_tpe_is_multivariate_and_grouped() -> None:
+    sampler = make_sampler("tpe", seed=0)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._multivariate and sampler._group
+
+
+@pytest.mark.parametrize("name", [s for s in SAMPLERS if s != "gp"])
+def test_every_spec_sampler_is_made(name: str) -> None:
+    assert isinstance(make_sampler(name, seed=1), optuna.samplers.BaseSampler)
+
+
+def test_gp_needs_torch_and_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "torch" else real(name))
+    with pytest.raises(ConfigError) as info:
+        make_sampler("gp", seed=0)
+    assert "torch" in str(info.value)
+
+
+def test_unknown_sampler_names_the_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        make_sampler("cmaes", seed=0)
+    assert "tpe" in str(info.value)
