@@ -13,8 +13,8 @@ from types import ModuleType
 __all__ = ["COMMANDS", "command_modules"]
 
 #: Subcommand modules in ``--help`` order.
-COMMANDS = ("tune", "worker", "status", "show", "pick", "export", "check", "validate", "profile", "router", "gpus")
+COMMANDS = ("tune", "worker", "status", "k8s-workers", "show", "pick", "export", "check", "validate", "profile", "router", "gpus")
 
 
 def command_modules() -> list[ModuleType]:
-    return [import_module(f"{__name__}.{name}") for name in COMMANDS]
+    return [import_module(f"{__name__}.{name.replace('-', '_')}") for name in COMMANDS]
