@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from backends import create  # noqa: E402
 from search_spaces import infeasible_reason, load_space  # noqa: E402
-from tuner.runs import default_preset  # noqa: E402
+from tuner.studies import default_preset  # noqa: E402
 from tuner.spec import build_problem, load_spec  # noqa: E402
 
 #: Our GPU ids -> AIConfigurator system names (aiconfigurator_core/systems/*.yaml).

@@ -38,7 +38,11 @@ class TrialProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.__exit__(None, None, None)
+        self.stop()
+
+    def stop(self) -> None:
+        """End the bar (and its refresh thread); safe to call twice."""
+        self._progress.stop()
 
     def start(self, done: int, total: int) -> None:
         self._task = self._progress.add_task("", total=total, completed=min(done, total))

@@ -1,24 +1,17 @@
 """A tuning run end to end: open (or resume) the study, run trials, write the run directory.
 
-Also reads a finished run back from its storage for ``tuner show``, ``pick`` and ``export``,
-and lets a worker join a shared study (``tuner worker``): the spec, the search space and the
-tool version are stored with the study, so the storage alone is enough, and a worker of
-another version or space refuses to join.
+The study's storage and what is kept with it live in :mod:`tuner.studies`; workers in
+:mod:`tuner.workers`; the run directory's files in :mod:`tuner.rundir`.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -27,174 +20,23 @@ import backends
 import search_spaces
 from serving import Problem
 
-from . import __version__
-from .errors import ConfigError, NoFeasiblePick, StorageError, StudyMismatch, TunerError
-from .front import pareto_front
-from .outputs import pick_document, write_csv, write_pick_yaml
-from .pick import Pick, pick_best
-from .plot import plot_front
+from .errors import StorageError, TunerError
+from .pick import Pick
 from .results import MeasuredPoint
-from .samplers import make_sampler
+from .rundir import RunData, finalize
 from .screen import Screening, screen
-from .sla import SLA
-from .slots import SlotPool
-from .spec import StudySpec, build_problem, parse_spec
-from .storage import HEARTBEAT_S, Claims, WriteBehind, open_storage, redact, storage_errors
-from .study import StudySummary, TrialOutcome, load_measured, run_trials, summarize
+from .spec import StudySpec, build_problem
+from .storage import HEARTBEAT_S, Claims, WriteBehind, open_storage, storage_errors
+from .studies import BUDGET_ATTR, claims_for, default_preset, open_study
+from .study import StudySummary, TrialOutcome, load_measured, run_trials
+from .workers import run_local_workers
 
-__all__ = ["RunData", "default_preset", "finalize", "join_study", "load_run", "open_study", "tune", "work"]
+__all__ = ["TuneResult", "tune"]
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 log = logging.getLogger(__name__)
-SPEC_ATTR = "spec"
-#: Study user attributes besides the spec: the tool version, the resolved search space and
-#: the trial budget of the last `tuner tune` (what workers run up to).
-VERSION_ATTR = "tuner_version"
-SPACE_ATTR = "search_space"
-BUDGET_ATTR = "trials"
-#: Spec fields that may change between runs of one study without changing its meaning.
-_FREE_STUDY_FIELDS = ("sampler", "trials", "seed", "storage", "name")
 #: With an instant backend, up to 1/WARM_START_SHARE of the trial budget starts from the
 #: screened best candidates; the sampler explores with the rest.
 WARM_START_SHARE = 5
-
-
-def fingerprint(spec: StudySpec) -> dict[str, Any]:
-    """The parts of a spec that define the problem; a resume must not change them."""
-    data = spec.to_dict()
-    data.pop("output_dir")
-    data["study"] = {k: v for k, v in data["study"].items() if k not in _FREE_STUDY_FIELDS}
-    return data
-
-
-def default_preset(spec: StudySpec, problem: Problem) -> str:
-    if spec.search_space.preset:
-        return spec.search_space.preset
-    return "moe-multi-node" if problem.arch.is_moe else "dense-single-node"
-
-
-def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """Create the study, or load it when it exists with the same problem (resume)."""
-    directions: list[optuna.study.StudyDirection] = [optuna.study.StudyDirection.MAXIMIZE] * (
-        1 if spec.study.objective == "sla" else 2
-    )
-    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed)
-    url = spec.storage_url()
-    with storage_errors(url):
-        study = optuna.create_study(
-            storage=storage if storage is not None else open_storage(url),
-            study_name=spec.study_name(),
-            directions=directions,
-            sampler=sampler,
-            load_if_exists=True,
-        )
-        stored = study.user_attrs.get(SPEC_ATTR)
-        if stored is None:
-            study.set_user_attr(SPEC_ATTR, spec.to_dict())
-            study.set_user_attr(VERSION_ATTR, __version__)
-            study.set_user_attr(SPACE_ATTR, _space(spec).to_dict())
-            return study
-    if fingerprint(parse_spec(stored)) != fingerprint(spec):
-        raise StudyMismatch(
-            f"study '{spec.study_name()}' in {redact(url)} was created from a different spec "
-            "(model, hardware, workload, SLA, search space or backend differ); "
-            "use another output_dir or study.name"
-        )
-    _check_compatible(study, spec)
-    return study
-
-
-def _space(spec: StudySpec) -> search_spaces.SearchSpace:
-    return search_spaces.load_space(
-        default_preset(spec, build_problem(spec)), dict(spec.search_space.overrides)
-    )
-
-
-def _check_compatible(study: optuna.Study, spec: StudySpec) -> None:
-    """Refuse a study made by another tool version or from another resolved search space
-    (a preset file that changed between versions)."""
-    version = study.user_attrs.get(VERSION_ATTR)
-    if version is not None and version != __version__:
-        raise StudyMismatch(
-            f"study '{study.study_name}' was created by tuner {version}; this is tuner {__version__}: "
-            f"run tuner {version} to join or resume it (pip install llm-serving-tuner=={version})"
-        )
-    stored = study.user_attrs.get(SPACE_ATTR)
-    if stored is not None and stored != _space(spec).to_dict():
-        raise StudyMismatch(
-            f"study '{study.study_name}' was created with another search space than this tuner's "
-            f"preset '{default_preset(spec, build_problem(spec))}' resolves to; run the study's tuner version"
-        )
-
-
-def join_study(
-    storage_url: str, study_name: str, *, heartbeat_s: int | None = HEARTBEAT_S, seed: int | None = None
-) -> tuple[StudySpec, optuna.Study, optuna.storages.BaseStorage]:
-    """Load a shared study for a worker: the spec comes from the study; the tool version and
-    search space must match (:class:`StudyMismatch` otherwise)."""
-    with storage_errors(storage_url):
-        storage = open_storage(storage_url, heartbeat_s=heartbeat_s)
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-        if study_name not in names:
-            raise ConfigError(
-                "--study",
-                study_name,
-                f"allowed: {', '.join(names) or 'no study in this storage'}"
-                " (create it with `tuner tune SPEC --storage URL --study NAME`)",
-            )
-        probe = optuna.load_study(study_name=study_name, storage=storage)
-        spec = parse_spec(probe.user_attrs[SPEC_ATTR])
-        sampler = make_sampler(spec.study.sampler, seed=spec.study.seed if seed is None else seed)
-        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
-    _check_compatible(study, spec)
-    return spec, study, storage
-
-
-def work(
-    storage_url: str,
-    study_name: str,
-    *,
-    trials: int | None = None,
-    gpus: int | None = None,
-    heartbeat_s: int = HEARTBEAT_S,
-    seed: int | None = None,
-    on_trial: Callable[[TrialOutcome, StudySummary], None] | None = None,
-) -> StudySummary:
-    """``tuner worker``: run trials of a shared study until its budget is finished.
-
-    ``gpus``: the GPUs this worker places candidates on (default: the spec's fleet); used
-    by backends that accept a :class:`~backends.base.MeasureContext`.
-    """
-    if seed is None:  # workers must not all draw the same candidates
-        seed = (os.getpid() * 7919 + time.time_ns()) % 2**31
-    spec, study, storage = join_study(storage_url, study_name, heartbeat_s=heartbeat_s, seed=seed)
-    problem = build_problem(spec)
-    space = _space(spec)
-    backend = backends.create(spec.backend.name, dict(spec.backend.options))
-    n_trials = trials or int(study.user_attrs.get(BUDGET_ATTR, spec.study.trials))
-    per_node = spec.hardware.gpus_per_node
-    total = gpus or spec.hardware.gpus
-    slots = SlotPool(nodes=-(-total // per_node), gpus_per_node=min(per_node, total))
-    with storage_errors(storage_url):
-        return run_trials(
-            study,
-            space=space,
-            backend=backend,
-            problem=problem,
-            sla=spec.sla,
-            objective=spec.study.objective,
-            n_trials=n_trials,
-            on_trial=on_trial,
-            claims=_claims(storage, study),
-            slots=slots,
-        )
-
-
-def _claims(storage: optuna.storages.BaseStorage, study: optuna.Study) -> Claims | None:
-    """The claim table of an RDB study (none through the gRPC proxy: see README)."""
-    if not isinstance(storage, optuna.storages.RDBStorage):
-        return None
-    return Claims(storage, storage.get_study_id_from_name(study.study_name))
 
 
 def _enqueue_grid(
@@ -233,9 +75,13 @@ def tune(
     *,
     on_trial: Callable[[TrialOutcome, StudySummary], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    on_measured: Callable[[], None] | None = None,
     workers: int = 1,
 ) -> TuneResult:
     """Run (or resume) the study of ``spec`` and write its run directory.
+
+    Callbacks: ``on_start(finished, budget)`` before the first trial, ``on_trial`` after
+    each, ``on_measured()`` when measuring is over and the outputs are about to be written.
 
     ``workers`` > 1 starts that many ``tuner worker`` processes on the study and waits for
     them. A study in a shared storage (``study.storage``) or with several workers is written
@@ -263,7 +109,7 @@ def tune(
         if on_start is not None:
             on_start(sum(t.state.is_finished() for t in work.get_trials(deepcopy=False)), n_trials)
         if workers > 1:
-            summary = _run_workers(spec, workers, study)
+            summary = run_local_workers(spec, workers, study)
         else:
             summary = _run_here(
                 work,
@@ -274,11 +120,20 @@ def tune(
                 problem=problem,
                 n_trials=n_trials,
                 on_trial=on_trial,
-                claims=None if buffer else _claims(storage, study),
+                claims=None if buffer else claims_for(storage, study),
                 distinct=screening.feasible if screening and buffer else None,
             )
-        run = RunData(spec=spec, study=study, points=load_measured(study))
-    pick, reason = finalize(run, spec.sla, Path(spec.output_dir), backend_info=backend.describe())
+        if on_measured is not None:
+            on_measured()
+        # A buffered twin holds every trial; its flush overlaps with drawing the chart.
+        run = RunData(spec=spec, study=study, points=load_measured(work))
+        pick, reason = finalize(
+            run,
+            spec.sla,
+            Path(spec.output_dir),
+            backend_info=backend.describe(),
+            while_drawing=buffer.flush if buffer else None,
+        )
     return TuneResult(study, summary, run.points, pick, reason, screening)
 
 
@@ -325,7 +180,7 @@ def _run_here(
             on_trial(outcome, summary)
 
     try:
-        return run_trials(
+        summary = run_trials(
             work,
             space=space,
             backend=backend,
@@ -337,9 +192,11 @@ def _run_here(
             distinct=distinct,
             claims=claims,
         )
-    finally:
-        if buffer is not None:
+    except BaseException:
+        if buffer is not None:  # keep every finished trial of an interrupted run
             buffer.flush()
+        raise
+    return summary  # the caller flushes a buffer while the chart is drawn
 
 
 @contextmanager
@@ -374,127 +231,3 @@ def _retry_orphans(study: optuna.Study) -> None:
             )
         )
         log.info("trial %d was left running by a killed run: failed and queued again", t.number)
-
-
-def _die_with_parent() -> None:
-    """In a worker child: get SIGTERM when `tuner tune` dies (even by kill -9), so no worker
-    outlives the command that resumes the study (Linux; elsewhere a no-op)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def _run_workers(spec: StudySpec, workers: int, study: optuna.Study) -> StudySummary:
-    """Start ``workers`` local ``tuner worker`` processes on the study and wait for them."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "tuner.cli",
-        "worker",
-        "--storage",
-        spec.storage_url(),
-        "--study",
-        spec.study_name(),
-        "--quiet",
-    ]
-    procs = [
-        subprocess.Popen([*cmd, "--seed", str(spec.study.seed + i)], preexec_fn=_die_with_parent)
-        for i in range(workers)
-    ]
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:
-            p.send_signal(2)  # SIGINT: each worker records its trial as interrupted
-        for p in procs:
-            p.wait(timeout=60)
-        raise
-    failed = [f"worker {i} exited {c}" for i, c in enumerate(codes) if c != 0]
-    if len(failed) == workers:
-        raise TunerError(f"every worker failed ({', '.join(failed)}); see their messages above")
-    for line in failed:
-        log.warning(line)
-    return summarize(study, spec.sla)
-
-
-@dataclass
-class RunData:
-    spec: StudySpec
-    study: optuna.Study
-    points: list[MeasuredPoint]
-
-
-def load_run(run: str | None, *, storage: str | None = None, study_name: str | None = None) -> RunData:
-    """A run from its directory (``RUN/study.db``) or from a storage URL and study name."""
-    if storage is None:
-        if run is None or not (Path(run) / "study.db").is_file():
-            raise ConfigError("RUN", run, "must be a run directory holding study.db (or give --storage)")
-        storage = f"sqlite:///{(Path(run) / 'study.db').resolve()}"
-    with storage_errors(storage):
-        opened = open_storage(storage)
-        names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
-        if study_name is None:
-            if len(names) != 1:
-                raise ConfigError(
-                    "--study", None, f"required: the storage holds {len(names)} studies ({', '.join(names)})"
-                )
-            study_name = names[0]
-        if study_name not in names:
-            raise ConfigError(
-                "--study", study_name, f"allowed: {', '.join(names) or 'no study in this storage'}"
-            )
-        study = optuna.load_study(study_name=study_name, storage=opened)
-        spec = parse_spec(study.user_attrs[SPEC_ATTR])
-        return RunData(spec=spec, study=study, points=load_measured(study))
-
-
-def finalize(
-    run: RunData,
-    sla: SLA,
-    out_dir: Path,
-    *,
-    backend_info: dict[str, Any] | None = None,
-) -> tuple[Pick | None, str | None]:
-    """Write points.csv, front.csv, pareto.png and, when the SLA can be met, pick.yaml and
-    deploy/. Returns the pick, or None with the reason it could not be made."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(out_dir / "points.csv", run.points)
-    write_csv(out_dir / "front.csv", pareto_front(run.points))
-    try:
-        pick: Pick | None = pick_best(run.points, sla)
-        reason = None
-    except NoFeasiblePick as exc:
-        pick, reason = None, str(exc)
-    spec = run.spec
-    title = (
-        f"{spec.model} {spec.precision} on {spec.hardware.gpus} x {spec.hardware.gpu}, "
-        f"ISL {spec.workload.isl} / OSL {spec.workload.osl}, {spec.backend.name}"
-    )
-    plot_front(out_dir / "pareto.png", run.points, sla=sla, pick=pick, title=title)
-    if pick is None:
-        (out_dir / "pick.yaml").unlink(missing_ok=True)
-        return None, reason
-    study_info = {
-        "name": run.study.study_name,
-        "storage": spec.storage_url(),
-        "sampler": spec.study.sampler,
-        "seed": spec.study.seed,
-        "objective": spec.study.objective,
-        "trials": len(run.study.trials),
-    }
-    doc = pick_document(
-        pick, spec=spec.to_dict(), backend=backend_info or {"name": spec.backend.name}, study=study_info
-    )
-    write_pick_yaml(out_dir / "pick.yaml", doc)
-    _export(pick, spec, out_dir / "deploy")
-    return pick, None
-
-
-def _export(pick: Pick, spec: StudySpec, out: Path) -> None:
-    from .export import write_exports
-
-    write_exports(pick.chosen.deployment, build_problem(spec), out)

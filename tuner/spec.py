@@ -126,8 +126,11 @@ def _section(data: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         raise ConfigError(path, data, "must be a mapping")
     unknown = [k for k in data if k not in allowed]
     if unknown:
-        raise ConfigError(f"{path}.{unknown[0]}" if path else str(unknown[0]), data[unknown[0]],
-                          f"unknown key; allowed: {', '.join(allowed)}")
+        raise ConfigError(
+            f"{path}.{unknown[0]}" if path else str(unknown[0]),
+            data[unknown[0]],
+            f"unknown key; allowed: {', '.join(allowed)}",
+        )
     return dict(data)
 
 

@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class PromptSource:
         return out
 
 
-def _body(model: str, prompt: list[int], max_tokens: int) -> dict[str, object]:
+def _body(model: str, prompt: list[int], max_tokens: int) -> dict[str, Any]:
     return {
         "model": model,
         "prompt": prompt,
@@ -121,7 +122,7 @@ def _body(model: str, prompt: list[int], max_tokens: int) -> dict[str, object]:
     }
 
 
-async def _one(client: object, url: str, body: dict[str, object], token_timeout_s: float) -> RequestRecord:
+async def _one(client: Any, url: str, body: dict[str, Any], token_timeout_s: float) -> RequestRecord:
     """Send one streamed completion and time its chunks."""
     httpx = require("httpx")
     start = time.perf_counter()
@@ -129,7 +130,7 @@ async def _one(client: object, url: str, body: dict[str, object], token_timeout_
     usage: dict[str, int] = {}
     counted = 0
     try:
-        async with client.stream("POST", f"{url}/v1/completions", json=body) as response:  # type: ignore[attr-defined]
+        async with client.stream("POST", f"{url}/v1/completions", json=body) as response:
             if response.status_code != 200:
                 text = (await response.aread()).decode(errors="replace")
                 return RequestRecord(
@@ -155,7 +156,8 @@ async def _one(client: object, url: str, body: dict[str, object], token_timeout_
         return RequestRecord(0, 0, math.nan, e2e, error="no token streamed")
     output = int(usage.get("completion_tokens", counted))
     gaps = tuple(float(b - a) for a, b in itertools.pairwise(arrivals))
-    return RequestRecord(int(usage.get("prompt_tokens", len(body["prompt"]))), output, arrivals[0], e2e, gaps)  # type: ignore[arg-type]
+    prompt = int(usage.get("prompt_tokens", len(body["prompt"])))
+    return RequestRecord(prompt, output, arrivals[0], e2e, gaps)
 
 
 async def _closed_loop(
@@ -171,7 +173,7 @@ async def _closed_loop(
     work: Iterator[tuple[int, tuple[list[int], int]]] = iter(enumerate(prompts))
     records: list[RequestRecord | None] = [None] * len(prompts)
 
-    async def worker(client: object) -> None:
+    async def worker(client: Any) -> None:
         for i, (prompt, max_tokens) in work:  # shared iterator: next request when one ends
             url = urls[i % len(urls)].rstrip("/")
             records[i] = await _one(client, url, _body(model, prompt, max_tokens), token_timeout_s)

@@ -195,3 +195,67 @@ def test_localize_maps_assigned_devices_in_launch_order() -> None:
     assert [w.env_dict()["VLLM_CPU_OMP_THREADS_BIND"] for w in cores.workers] == ["1", "0"]
     with pytest.raises(ValueError, match="needs 2 devices"):
         localize(plan, devices=(1,))
+
+
+class _FakeNvml:
+    """Just enough of pynvml for two GPUs joined by one NVLink (no driver on CI machines)."""
+
+    NVML_NVLINK_MAX_LINKS = 2
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self) -> None:
+        self.open = 0
+
+    def nvmlInit(self) -> None:
+        self.open += 1
+
+    def nvmlShutdown(self) -> None:
+        self.open -= 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetPciInfo(self, h: int) -> object:
+        return type("Pci", (), {"busId": f"0000:0{h}:00.0".encode()})()
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> object:
+        return type("Mem", (), {"total": 141 * 2**30, "free": (140 - h) * 2**30})()
+
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return "NVIDIA H200"
+
+    def nvmlDeviceGetUUID(self, h: int) -> str:
+        return f"GPU-{h}"
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        return 75_000
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
+        raise self.NVMLError("not supported")
+
+    def nvmlDeviceGetNvLinkState(self, h: int, link: int) -> int:
+        return 1 if link == 0 else 0
+
+    def nvmlDeviceGetNvLinkRemotePciInfo(self, h: int, link: int) -> object:
+        return self.nvmlDeviceGetPciInfo(1 - h)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
+        return 1000 * (h + 1)
+
+
+def test_inventory_reads_memory_power_and_nvlink_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends.vllm.nvml import energy_mj
+
+    fake = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    gpus = inventory()
+    assert [g.nvlink_peers for g in gpus] == [(1,), (0,)]
+    assert gpus[1].memory_free_bytes == 139 * 2**30 and gpus[0].power_w == 75.0
+    assert gpus[0].power_limit_w == 0.0, "unsupported queries read as 0"
+    assert energy_mj([0, 1]) == 3000.0
+    assert fake.open == 0, "every nvmlInit is shut down"

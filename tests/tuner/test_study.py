@@ -11,7 +11,8 @@ from optuna.trial import TrialState
 import backends
 from search_spaces import infeasible_reason, load_space
 from tuner.errors import StudyMismatch
-from tuner.runs import load_run, tune
+from tuner.rundir import load_run
+from tuner.runs import tune
 from tuner.spec import build_problem, load_spec
 
 from .conftest import small_spec

@@ -17,7 +17,9 @@ from optuna.trial import TrialState
 
 from tuner.cli import main
 from tuner.front import pareto_front
-from tuner.runs import BUDGET_ATTR, load_run, open_study, tune
+from tuner.rundir import load_run
+from tuner.runs import tune
+from tuner.studies import BUDGET_ATTR, open_study
 from tuner.spec import load_spec
 
 from .conftest import small_spec
@@ -150,7 +152,8 @@ def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(tmp_path: Path, p
     # Queue the grid as `tuner tune` would (the space of small_spec on 2 GPUs).
     spec = load_spec(small_spec(tmp_path))
     import backends
-    from tuner.runs import _enqueue_grid, _space
+    from tuner.runs import _enqueue_grid
+    from tuner.studies import space_of as _space
     from tuner.spec import build_problem
 
     n = _enqueue_grid(study, _space(spec), build_problem(spec), backends.create("simulator"), 6)

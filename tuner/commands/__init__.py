@@ -13,7 +13,20 @@ from types import ModuleType
 __all__ = ["COMMANDS", "command_modules"]
 
 #: Subcommand modules in ``--help`` order.
-COMMANDS = ("tune", "worker", "status", "k8s-workers", "show", "pick", "export", "check", "validate", "profile", "router", "gpus")
+COMMANDS = (
+    "tune",
+    "worker",
+    "status",
+    "k8s-workers",
+    "show",
+    "pick",
+    "export",
+    "check",
+    "validate",
+    "profile",
+    "router",
+    "gpus",
+)
 
 
 def command_modules() -> list[ModuleType]:

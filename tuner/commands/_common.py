@@ -6,7 +6,7 @@ import argparse
 
 from rich.console import Console
 
-from ..runs import RunData, load_run
+from ..rundir import RunData, load_run
 
 __all__ = ["add_run_args", "err", "load_from_args", "non_negative_float", "out"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..console import near_table, pick_table, point_dict
 from ..pick import closest_points
-from ..runs import finalize
+from ..rundir import finalize
 from ..sla import SLA
 from ._common import add_run_args, err, load_from_args, non_negative_float, out
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..console import front_table, point_dict
 from ..front import pareto_front
-from ..runs import BUDGET_ATTR
+from ..studies import BUDGET_ATTR
 from ._common import add_run_args, load_from_args, out
 
 __all__ = ["register"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import Any
 
 from serving.hardware_profile import entry_matches, load_profile, select_entry
 
@@ -17,9 +18,12 @@ from ._common import err, non_negative_float, out
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("tune", help="run (or resume) a tuning study from a spec file",
-                       description="Run the study of SPEC; re-running the same command resumes it.")
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    p = sub.add_parser(
+        "tune",
+        help="run (or resume) a tuning study from a spec file",
+        description="Run the study of SPEC; re-running the same command resumes it.",
+    )
     p.add_argument("spec", help="study spec YAML (see examples/)")
     p.add_argument("--trials", type=int, help="total trials of the study (overrides study.trials)")
     p.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (overrides study.sampler)")
@@ -29,22 +33,40 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--study", help="study name (default: the run directory's name)")
     p.add_argument("--out", help="run directory (default: output_dir of the spec)")
     p.add_argument("--backend", help="backend name (overrides backend.name)")
-    p.add_argument("--hardware-profile", metavar="PATH",
-                   help="price the GPUs measured by `tuner profile` (overrides hardware.profile)")
-    p.add_argument("--require-tok-s-gpu", type=non_negative_float, metavar="X",
-                   help="exit 1 when the best SLA pick is below X tok/s/GPU (a CI gate)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="run N local worker processes on the study (more join with `tuner worker`)")
+    p.add_argument(
+        "--hardware-profile",
+        metavar="PATH",
+        help="price the GPUs measured by `tuner profile` (overrides hardware.profile)",
+    )
+    p.add_argument(
+        "--require-tok-s-gpu",
+        type=non_negative_float,
+        metavar="X",
+        help="exit 1 when the best SLA pick is below X tok/s/GPU (a CI gate)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N local worker processes on the study (more join with `tuner worker`)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def _override(spec: StudySpec, args: argparse.Namespace) -> StudySpec:
     """Command-line flags win over the spec file."""
-    flags = {"trials": args.trials, "sampler": args.sampler, "seed": args.seed,
-             "storage": args.storage, "name": args.study, "objective": args.objective}
+    flags = {
+        "trials": args.trials,
+        "sampler": args.sampler,
+        "seed": args.seed,
+        "storage": args.storage,
+        "name": args.study,
+        "objective": args.objective,
+    }
     study = dataclasses.replace(spec.study, **{k: v for k, v in flags.items() if v is not None})
-    changes: dict[str, object] = {"study": study}
+    changes: dict[str, Any] = {"study": study}
     if args.out:
         changes["output_dir"] = args.out
     if args.backend:
@@ -71,16 +93,30 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with TrialProgress(err, enabled=not args.quiet) as progress:
         try:
-            result = tune(spec, on_trial=progress.update, on_start=progress.start, workers=args.workers)
+            result = tune(
+                spec,
+                on_trial=progress.update,
+                on_start=progress.start,
+                on_measured=progress.stop,
+                workers=args.workers,
+            )
         except KeyboardInterrupt:
-            err.print("interrupted: every finished trial and measured point is stored. "
-                      f"Resume with: tuner {' '.join(sys.argv[1:])}", markup=False, highlight=False)
+            err.print(
+                "interrupted: every finished trial and measured point is stored. "
+                f"Resume with: tuner {' '.join(sys.argv[1:])}",
+                markup=False,
+                highlight=False,
+            )
             return 130
     if not args.quiet:
         if result.screening is not None:
             sc = result.screening
-            err.print(f"screened {sc.candidates} candidates: {sc.feasible} feasible priced, "
-                      f"{sum(sc.infeasible.values())} rejected statically", markup=False, highlight=False)
+            err.print(
+                f"screened {sc.candidates} candidates: {sc.feasible} feasible priced, "
+                f"{sum(sc.infeasible.values())} rejected statically",
+                markup=False,
+                highlight=False,
+            )
         err.print(summary_line(result.summary), markup=False, highlight=False)
     out.print(front_table(result.points))
     out.print(f"run directory: {spec.output_dir}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..console import summary_line
-from ..runs import work
 from ..storage import HEARTBEAT_S
+from ..workers import work
 from ._common import err
 
 __all__ = ["register"]

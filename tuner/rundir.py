@@ -1,0 +1,144 @@
+"""The run directory: read a run back from its storage, and write its files
+(``points.csv``, ``front.csv``, ``pareto.png``, ``pick.yaml``, ``deploy/``)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .errors import ConfigError, NoFeasiblePick, TunerError
+from .front import pareto_front
+from .outputs import pick_document, write_csv, write_pick_yaml
+from .pick import Pick, pick_best
+from .plot import plot_front
+from .results import MeasuredPoint
+from .sla import SLA
+from .spec import StudySpec, build_problem, parse_spec
+from .storage import open_storage, storage_errors
+from .studies import SPEC_ATTR
+from .study import load_measured
+
+__all__ = ["RunData", "finalize", "load_run"]
+
+
+@dataclass
+class RunData:
+    spec: StudySpec
+    study: optuna.Study
+    points: list[MeasuredPoint]
+
+
+def load_run(run: str | None, *, storage: str | None = None, study_name: str | None = None) -> RunData:
+    """A run from its directory (``RUN/study.db``) or from a storage URL and study name."""
+    if storage is None:
+        if run is None or not (Path(run) / "study.db").is_file():
+            raise ConfigError("RUN", run, "must be a run directory holding study.db (or give --storage)")
+        storage = f"sqlite:///{(Path(run) / 'study.db').resolve()}"
+    with storage_errors(storage):
+        opened = open_storage(storage)
+        names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
+        if study_name is None:
+            if len(names) != 1:
+                raise ConfigError(
+                    "--study", None, f"required: the storage holds {len(names)} studies ({', '.join(names)})"
+                )
+            study_name = names[0]
+        if study_name not in names:
+            raise ConfigError(
+                "--study", study_name, f"allowed: {', '.join(names) or 'no study in this storage'}"
+            )
+        study = optuna.load_study(study_name=study_name, storage=opened)
+        spec = parse_spec(study.user_attrs[SPEC_ATTR])
+        return RunData(spec=spec, study=study, points=load_measured(study))
+
+
+def finalize(
+    run: RunData,
+    sla: SLA,
+    out_dir: Path,
+    *,
+    backend_info: dict[str, Any] | None = None,
+    while_drawing: Callable[[], None] | None = None,
+) -> tuple[Pick | None, str | None]:
+    """Write points.csv, front.csv, pareto.png and, when the SLA can be met, pick.yaml and
+    deploy/. Returns the pick, or None with the reason it could not be made.
+
+    ``while_drawing`` runs while the chart is drawn in a child process (e.g. flushing a
+    buffered study to its storage): the chart is the slowest output, so the two overlap.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        pick: Pick | None = pick_best(run.points, sla)
+        reason = None
+    except NoFeasiblePick as exc:
+        pick, reason = None, str(exc)
+    wait_chart = _draw_chart(out_dir / "pareto.png", run.points, sla, pick, _title(run.spec))
+    try:
+        if while_drawing is not None:
+            while_drawing()
+        write_csv(out_dir / "points.csv", run.points)
+        write_csv(out_dir / "front.csv", pareto_front(run.points))
+        if pick is None:
+            (out_dir / "pick.yaml").unlink(missing_ok=True)
+            return None, reason
+        _write_pick(run, pick, out_dir, backend_info)
+    finally:
+        wait_chart()
+    return pick, None
+
+
+def _title(spec: StudySpec) -> str:
+    return (
+        f"{spec.model} {spec.precision} on {spec.hardware.gpus} x {spec.hardware.gpu}, "
+        f"ISL {spec.workload.isl} / OSL {spec.workload.osl}, {spec.backend.name}"
+    )
+
+
+def _draw_chart(
+    path: Path, points: Sequence[MeasuredPoint], sla: SLA, pick: Pick | None, title: str
+) -> Callable[[], None]:
+    """Draw pareto.png in a forked child and return the function that waits for it; draws
+    inline where fork is unavailable or unsafe (other threads alive: a forked child could
+    inherit a lock one of them holds)."""
+    kwargs = {"sla": sla, "pick": pick, "title": title}
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        plot_front(path, points, **kwargs)  # type: ignore[arg-type]
+        return lambda: None
+    child = multiprocessing.get_context("fork").Process(target=plot_front, args=(path, points), kwargs=kwargs)
+    child.start()
+
+    def wait() -> None:
+        child.join()
+        if child.exitcode != 0:
+            raise TunerError(f"drawing {path} failed (exit code {child.exitcode}); rerun `tuner show`")
+
+    return wait
+
+
+def _write_pick(run: RunData, pick: Pick, out_dir: Path, backend_info: dict[str, Any] | None) -> None:
+    spec = run.spec
+    study_info = {
+        "name": run.study.study_name,
+        "storage": spec.storage_url(),
+        "sampler": spec.study.sampler,
+        "seed": spec.study.seed,
+        "objective": spec.study.objective,
+        "trials": len(run.study.trials),
+    }
+    doc = pick_document(
+        pick, spec=spec.to_dict(), backend=backend_info or {"name": spec.backend.name}, study=study_info
+    )
+    write_pick_yaml(out_dir / "pick.yaml", doc)
+    _export(pick, spec, out_dir / "deploy")
+
+
+def _export(pick: Pick, spec: StudySpec, out: Path) -> None:
+    from .export import write_exports
+
+    write_exports(pick.chosen.deployment, build_problem(spec), out)

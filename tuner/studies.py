@@ -1,0 +1,142 @@
+"""The study in its storage: create or resume it, let a worker join it, and what is stored
+with it (the spec, the resolved search space, the tool version, the trial budget), so the
+storage alone is enough to run, join or read a study, and a worker of another version or
+space refuses to join.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+import search_spaces
+from serving import Problem
+
+from . import __version__
+from .errors import ConfigError, StudyMismatch
+from .samplers import make_sampler
+from .spec import StudySpec, build_problem, parse_spec
+from .storage import HEARTBEAT_S, Claims, open_storage, redact, storage_errors
+
+__all__ = [
+    "BUDGET_ATTR",
+    "SPACE_ATTR",
+    "SPEC_ATTR",
+    "VERSION_ATTR",
+    "check_compatible",
+    "claims_for",
+    "default_preset",
+    "fingerprint",
+    "join_study",
+    "open_study",
+    "space_of",
+]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SPEC_ATTR = "spec"
+#: Study user attributes besides the spec: the tool version, the resolved search space and
+#: the trial budget of the last `tuner tune` (what workers run up to).
+VERSION_ATTR = "tuner_version"
+SPACE_ATTR = "search_space"
+BUDGET_ATTR = "trials"
+#: Spec fields that may change between runs of one study without changing its meaning.
+_FREE_STUDY_FIELDS = ("sampler", "trials", "seed", "storage", "name")
+
+
+def fingerprint(spec: StudySpec) -> dict[str, Any]:
+    """The parts of a spec that define the problem; a resume must not change them."""
+    data = spec.to_dict()
+    data.pop("output_dir")
+    data["study"] = {k: v for k, v in data["study"].items() if k not in _FREE_STUDY_FIELDS}
+    return data
+
+
+def default_preset(spec: StudySpec, problem: Problem) -> str:
+    if spec.search_space.preset:
+        return spec.search_space.preset
+    return "moe-multi-node" if problem.arch.is_moe else "dense-single-node"
+
+
+def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study, or load it when it exists with the same problem (resume)."""
+    directions: list[optuna.study.StudyDirection] = [optuna.study.StudyDirection.MAXIMIZE] * (
+        1 if spec.study.objective == "sla" else 2
+    )
+    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed)
+    url = spec.storage_url()
+    with storage_errors(url):
+        study = optuna.create_study(
+            storage=storage if storage is not None else open_storage(url),
+            study_name=spec.study_name(),
+            directions=directions,
+            sampler=sampler,
+            load_if_exists=True,
+        )
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored is None:
+            study.set_user_attr(SPEC_ATTR, spec.to_dict())
+            study.set_user_attr(VERSION_ATTR, __version__)
+            study.set_user_attr(SPACE_ATTR, space_of(spec).to_dict())
+            return study
+    if fingerprint(parse_spec(stored)) != fingerprint(spec):
+        raise StudyMismatch(
+            f"study '{spec.study_name()}' in {redact(url)} was created from a different spec "
+            "(model, hardware, workload, SLA, search space or backend differ); "
+            "use another output_dir or study.name"
+        )
+    check_compatible(study, spec)
+    return study
+
+
+def space_of(spec: StudySpec) -> search_spaces.SearchSpace:
+    return search_spaces.load_space(
+        default_preset(spec, build_problem(spec)), dict(spec.search_space.overrides)
+    )
+
+
+def check_compatible(study: optuna.Study, spec: StudySpec) -> None:
+    """Refuse a study made by another tool version or from another resolved search space
+    (a preset file that changed between versions)."""
+    version = study.user_attrs.get(VERSION_ATTR)
+    if version is not None and version != __version__:
+        raise StudyMismatch(
+            f"study '{study.study_name}' was created by tuner {version}; this is tuner {__version__}: "
+            f"run tuner {version} to join or resume it (pip install llm-serving-tuner=={version})"
+        )
+    stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is not None and stored != space_of(spec).to_dict():
+        raise StudyMismatch(
+            f"study '{study.study_name}' was created with another search space than this tuner's "
+            f"preset '{default_preset(spec, build_problem(spec))}' resolves to; run the study's tuner version"
+        )
+
+
+def join_study(
+    storage_url: str, study_name: str, *, heartbeat_s: int | None = HEARTBEAT_S, seed: int | None = None
+) -> tuple[StudySpec, optuna.Study, optuna.storages.BaseStorage]:
+    """Load a shared study for a worker: the spec comes from the study; the tool version and
+    search space must match (:class:`StudyMismatch` otherwise)."""
+    with storage_errors(storage_url):
+        storage = open_storage(storage_url, heartbeat_s=heartbeat_s)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if study_name not in names:
+            raise ConfigError(
+                "--study",
+                study_name,
+                f"allowed: {', '.join(names) or 'no study in this storage'}"
+                " (create it with `tuner tune SPEC --storage URL --study NAME`)",
+            )
+        probe = optuna.load_study(study_name=study_name, storage=storage)
+        spec = parse_spec(probe.user_attrs[SPEC_ATTR])
+        sampler = make_sampler(spec.study.sampler, seed=spec.study.seed if seed is None else seed)
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+    check_compatible(study, spec)
+    return spec, study, storage
+
+
+def claims_for(storage: optuna.storages.BaseStorage, study: optuna.Study) -> Claims | None:
+    """The claim table of an RDB study (none through the gRPC proxy: see README)."""
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return None
+    return Claims(storage, storage.get_study_id_from_name(study.study_name))
