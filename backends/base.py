@@ -60,11 +60,18 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class MeasureContext:
-    """Where a measurement runs: the global GPU ids assigned to the trial (node * GPUs per
-    node + index; the backend maps them to ``CUDA_VISIBLE_DEVICES``), or None when the
-    tuner did not place it (sequential runs: all GPUs of the node are the backend's)."""
+    """Where a measurement runs and what it belongs to.
+
+    ``devices``: the global GPU ids assigned to the trial (node * GPUs per node + index; the
+    backend maps them to ``CUDA_VISIBLE_DEVICES``), or None when the tuner did not place it
+    (sequential runs: all GPUs of the node are the backend's). ``trial``: the study's trial
+    number; ``log_dir``: the run directory's log folder, where a backend that keeps logs
+    writes ``trial-<trial>/`` (None: the backend's own choice).
+    """
 
     devices: tuple[int, ...] | None = None
+    trial: int | None = None
+    log_dir: str | None = None
 
 
 def accepts_context(backend: Backend) -> bool:

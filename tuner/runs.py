@@ -191,6 +191,7 @@ def _run_here(
             on_trial=after_trial,
             distinct=distinct,
             claims=claims,
+            log_dir=str(Path(spec.output_dir) / "logs"),
         )
     except BaseException:
         if buffer is not None:  # keep every finished trial of an interrupted run

@@ -188,6 +188,7 @@ class _Run:
     summary: StudySummary
     claims: Claims | None
     slots: SlotPool | None
+    log_dir: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     stop: threading.Event = field(default_factory=threading.Event)
     active: dict[int, tuple[optuna.Trial, Deployment, list[LoadPoint]]] = field(default_factory=dict)
@@ -206,6 +207,7 @@ def run_trials(
     distinct: int | None = None,
     claims: Claims | None = None,
     slots: SlotPool | None = None,
+    log_dir: str | None = None,
 ) -> StudySummary:
     """Run trials until the study holds ``n_trials`` finished trials (a resume continues;
     other workers' trials count), or until ``distinct`` different deployments are measured
@@ -232,6 +234,7 @@ def run_trials(
         summary,
         claims,
         slots if slots is not None and accepts_context(backend) else None,
+        log_dir,
     )
     if run.slots is None:
         _loop(run, n_trials, on_trial, distinct)
@@ -423,17 +426,17 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
 def _call_backend(
     run: _Run, trial: optuna.Trial, dep: Deployment, problem: Problem, store: Callable[[LoadPoint], None]
 ) -> None:
-    if run.slots is None:
+    if not accepts_context(run.backend):
         run.backend.measure(dep, problem, on_point=store)
+        return
+    if run.slots is None:
+        context = MeasureContext(trial=trial.number, log_dir=run.log_dir)
+        run.backend.measure(dep, problem, on_point=store, context=context)  # type: ignore[call-arg]
         return
     with run.slots.slots(dep.gpus()) as devices:
         trial.set_user_attr("devices", list(devices))
-        run.backend.measure(
-            dep,
-            problem,
-            on_point=store,  # type: ignore[call-arg]
-            context=MeasureContext(devices=devices),
-        )
+        context = MeasureContext(devices=devices, trial=trial.number, log_dir=run.log_dir)
+        run.backend.measure(dep, problem, on_point=store, context=context)  # type: ignore[call-arg]
 
 
 def _set_violation(trial: optuna.Trial, violation: float) -> None:

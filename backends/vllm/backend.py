@@ -118,7 +118,7 @@ class VllmBackend:
             plan = localize(plan, extra_args=self.options.serve_args(), devices=devices)
         except (ConfigError, ValueError) as exc:
             raise CandidateFailed(f"launch: {exc}") from exc
-        trial = TrialRecord(self._trial_dir(), plan)
+        trial = TrialRecord(self._trial_dir(context), plan)
         try:
             with launch(
                 plan,
@@ -154,7 +154,21 @@ class VllmBackend:
             host="127.0.0.1",
         )
 
-    def _trial_dir(self) -> Path:
+    def _trial_dir(self, context: Any = None) -> Path:
+        """``<log_dir>/trial-<N>/``: the study's trial number and run directory when the
+        tuner gives them (a retried trial gets ``trial-<N>-2``), else the next free number
+        under the ``log_dir`` option or a temporary folder."""
+        number, given = getattr(context, "trial", None), getattr(context, "log_dir", None)
+        if number is not None and given and not self.options.log_dir:
+            root = Path(given)
+            root.mkdir(parents=True, exist_ok=True)
+            for attempt in range(1, 1000):
+                path = root / (f"trial-{number}" if attempt == 1 else f"trial-{number}-{attempt}")
+                try:
+                    path.mkdir()
+                    return path
+                except FileExistsError:
+                    continue
         with self._lock:
             if self._log_root is None:  # one temporary root per backend: trial-0, trial-1, ...
                 self._log_root = Path(tempfile.mkdtemp(prefix="tuner-vllm-logs-"))

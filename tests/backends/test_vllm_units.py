@@ -259,3 +259,14 @@ def test_inventory_reads_memory_power_and_nvlink_peers(monkeypatch: pytest.Monke
     assert gpus[0].power_limit_w == 0.0, "unsupported queries read as 0"
     assert energy_mj([0, 1]) == 3000.0
     assert fake.open == 0, "every nvmlInit is shut down"
+
+
+def test_trial_logs_follow_the_study(tmp_path: Path) -> None:
+    """Logs land in the run directory as trial-<study trial number>; a retry gets -2."""
+    from backends.base import MeasureContext
+    from backends.vllm.backend import VllmBackend
+
+    backend = VllmBackend(devices="cpu")
+    context = MeasureContext(trial=7, log_dir=str(tmp_path / "logs"))
+    assert backend._trial_dir(context) == tmp_path / "logs" / "trial-7"
+    assert backend._trial_dir(context) == tmp_path / "logs" / "trial-7-2"
