@@ -23,14 +23,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import backends
 from serving import CandidateFailed, Deployment, LoadPoint, Problem
 
 from .errors import ConfigError
 from .sla import SLA
-from .spec import StudySpec, build_problem, parse_spec
+from .spec import StudySpec, build_problem, parse_spec, read_yaml
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -231,14 +229,7 @@ def load_request(path: str | Path, *, backend: str | None = None, tolerance: flo
     p = Path(path)
     if p.is_dir() and (p / "pick.yaml").is_file():
         p = p / "pick.yaml"
-    if not p.is_file():
-        raise ConfigError("pick", str(path), "must be an existing pick.yaml (or a run directory holding one)")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError("pick", f"{path}{where}", "must be valid YAML") from None
+    doc = read_yaml(p, "pick", "must be an existing pick.yaml (or a run directory holding one)")
     return request_from_document(doc, source=str(p), backend=backend, tolerance=tolerance)
 
 

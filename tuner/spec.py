@@ -32,6 +32,7 @@ __all__ = [
     "build_problem",
     "load_spec",
     "parse_spec",
+    "read_yaml",
 ]
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
@@ -271,17 +272,23 @@ def parse_spec(data: Any, *, default_output_dir: str = "runs/study") -> StudySpe
     )
 
 
-def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a spec file; the default run directory is ``runs/<file stem>``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError("spec", str(path), "must be an existing YAML file")
+def read_yaml(path: Path, field: str, missing: str) -> Any:
+    """The parsed YAML file at ``path``, or one :class:`ConfigError` naming ``field``: the
+    file is absent (``missing`` says what was expected) or not YAML (with the line)."""
+    if not path.is_file():
+        raise ConfigError(field, str(path), missing)
     try:
-        data = yaml.safe_load(p.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError("spec", f"{path}{where}", "must be valid YAML") from None
+        raise ConfigError(field, f"{path}{where}", "must be valid YAML") from None
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Read and validate a spec file; the default run directory is ``runs/<file stem>``."""
+    p = Path(path)
+    data = read_yaml(p, "spec", "must be an existing YAML file")
     return parse_spec(data, default_output_dir=f"runs/{p.stem}")
 
 
