@@ -21,7 +21,7 @@ trials until the pick is within 2% of that world's optimum.
 Each problem is priced exhaustively once and trials are answered from that table, so the
 benchmark times the samplers, not the simulator. Usage::
 
-    python benchmarks/search_efficiency.py            # full: 10 seeds, about 15 min on 2 cores
+    python benchmarks/search_efficiency.py            # full: 10 seeds; 27 min on 2 busy cores
     python benchmarks/search_efficiency.py --quick    # 3 seeds, no GP, a few minutes
 
 Writes ``docs/search_efficiency.png`` and prints markdown tables.

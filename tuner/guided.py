@@ -46,7 +46,7 @@ from serving import Deployment, LoadPoint, Problem
 from .sla import SLA
 from .study import objective_values
 
-__all__ = ["FITTED", "GuidanceReport", "GuidedSearch", "fitted_names"]
+__all__ = ["FITTED", "GuidanceReport", "GuidedQueue", "GuidedSearch", "fitted_names"]
 
 log = logging.getLogger(__name__)
 
@@ -246,3 +246,49 @@ class GuidedSearch:
                 if m.concurrency in predicted and m.tok_s_gpu > 0
             )
         return float(np.median(errors)) if errors else 0.0
+
+
+class GuidedQueue:
+    """Feeds a study's queue from a :class:`GuidedSearch`: before each trial the best
+    predicted candidate not measured yet is enqueued, except every ``SAMPLER_EVERY``-th
+    trial, which is the sampler's own draw (exploration the simulator cannot rank). After
+    each measured trial the guide is refitted to it. Resumed runs replay the stored trials.
+    """
+
+    #: One trial in this many is left to the Optuna sampler.
+    SAMPLER_EVERY = 4
+
+    def __init__(self, guide: GuidedSearch, study: Any, space: SearchSpace, budget: int) -> None:
+        self.guide, self.study, self.space, self.budget = guide, study, space, budget
+        self._trials = 0
+        self._tried: set[str] = set()  # proposed or run: a failed candidate is not proposed again
+
+    def start(self, measured: Sequence[tuple[Deployment, Sequence[LoadPoint]]]) -> None:
+        """Observe what a previous run measured, then queue the first proposal."""
+        for deployment, points in measured:
+            self.guide.observe(deployment, points)
+        self._enqueue()
+
+    def after_trial(self, deployment: Deployment | None, points: Sequence[LoadPoint], measured: bool) -> None:
+        """Refit on a measured trial and queue the next proposal."""
+        self._trials += 1
+        if deployment is not None:
+            self._tried.add(deployment.key())
+        if measured and deployment is not None:
+            self.guide.observe(deployment, points)
+        if self._trials % self.SAMPLER_EVERY != self.SAMPLER_EVERY - 1:
+            self._enqueue()
+
+    def _enqueue(self) -> None:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return  # a retry or an earlier proposal is still queued
+        if sum(t.state.is_finished() for t in trials) >= self.budget:
+            return  # the study is done: leave nothing queued behind
+        for deployment in self.guide.propose(len(self._tried) + 1):
+            if deployment.key() not in self._tried:
+                self._tried.add(deployment.key())
+                self.study.enqueue_trial(self.space.params(deployment), skip_if_exists=False)
+                return

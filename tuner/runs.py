@@ -18,9 +18,10 @@ from optuna.trial import TrialState
 
 import backends
 import search_spaces
-from serving import Problem
+from serving import Deployment, LoadPoint, Problem
 
 from .errors import StorageError, TunerError
+from .guided import GuidanceReport, GuidedQueue, GuidedSearch
 from .pick import Pick
 from .results import MeasuredPoint
 from .rundir import RunData, finalize
@@ -68,6 +69,7 @@ class TuneResult:
     pick: Pick | None
     no_pick_reason: str | None
     screening: Screening | None = None
+    guidance: GuidanceReport | None = None
 
 
 def tune(
@@ -108,6 +110,7 @@ def tune(
         study.set_user_attr(BUDGET_ATTR, n_trials)
         if on_start is not None:
             on_start(sum(t.state.is_finished() for t in work.get_trials(deepcopy=False)), n_trials)
+        guide = _guide(spec, study, space, problem, backend, n_trials) if workers == 1 else None
         if workers > 1:
             summary = run_local_workers(spec, workers, study)
         else:
@@ -115,6 +118,7 @@ def tune(
                 work,
                 buffer,
                 spec,
+                guide=guide,
                 space=space,
                 backend=backend,
                 problem=problem,
@@ -134,7 +138,30 @@ def tune(
             backend_info=backend.describe(),
             while_drawing=buffer.flush if buffer else None,
         )
-    return TuneResult(study, summary, run.points, pick, reason, screening)
+    guidance = guide.guide.report() if guide is not None else None
+    if guidance is not None:
+        log.info(guidance.summary())
+    return TuneResult(study, summary, run.points, pick, reason, screening, guidance)
+
+
+def _guide(
+    spec: StudySpec,
+    study: optuna.Study,
+    space: search_spaces.SearchSpace,
+    problem: Problem,
+    backend: backends.Backend,
+    budget: int,
+) -> GuidedQueue | None:
+    """Simulator guidance for a live backend (``study.guided``; not for the grid sampler,
+    which measures everything anyway, nor for an instant backend, which screens instead)."""
+    if not spec.study.guided or spec.study.sampler == "grid" or getattr(backend, "instant", False):
+        return None
+    guide = GuidedQueue(GuidedSearch(space, problem, spec.sla, spec.study.objective), study, space, budget)
+    by_trial: dict[int, tuple[Deployment, list[LoadPoint]]] = {}
+    for m in load_measured(study):
+        by_trial.setdefault(m.trial, (m.deployment, []))[1].append(m.point)
+    guide.start(list(by_trial.values()))
+    return guide
 
 
 def _prepare(
@@ -172,10 +199,13 @@ def _run_here(
     on_trial: Callable[[TrialOutcome, StudySummary], None] | None,
     claims: Claims | None,
     distinct: int | None,
+    guide: GuidedQueue | None = None,
 ) -> StudySummary:
     def after_trial(outcome: TrialOutcome, summary: StudySummary) -> None:
         if buffer is not None:
             buffer.maybe_flush()
+        if guide is not None:
+            guide.after_trial(outcome.deployment, outcome.points, outcome.state == "measured")
         if on_trial is not None:
             on_trial(outcome, summary)
 

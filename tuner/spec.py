@@ -72,6 +72,9 @@ class StudyOptions:
     seed: int = 0
     objective: str = "sla"
     storage: str | None = None  # None: sqlite:///<output_dir>/study.db
+    #: With a live backend: the simulator ranks the feasible space first and most trials
+    #: measure its best predictions, refitting it after each (see tuner/guided.py).
+    guided: bool = True
 
 
 @dataclass(frozen=True)
@@ -240,8 +243,11 @@ def _backend(data: Any) -> BackendSpec:
 
 
 def _study(data: Any) -> StudyOptions:
-    d = _section(data, "study", ("name", "sampler", "trials", "seed", "objective", "storage"))
+    d = _section(data, "study", ("name", "sampler", "trials", "seed", "objective", "storage", "guided"))
     name, storage = d.get("name"), d.get("storage")
+    guided = d.get("guided", True)
+    if not isinstance(guided, bool):
+        raise ConfigError("study.guided", guided, "allowed: true, false")
     return StudyOptions(
         name=None if name is None else _str(name, "study.name"),
         sampler=_choice(d.get("sampler", "tpe"), "study.sampler", SAMPLERS),
@@ -249,6 +255,7 @@ def _study(data: Any) -> StudyOptions:
         seed=_int(d.get("seed", 0), "study.seed", minimum=0),
         objective=_choice(d.get("objective", "sla"), "study.objective", OBJECTIVES),
         storage=None if storage is None else _str(storage, "study.storage"),
+        guided=guided,
     )
 
 

@@ -41,7 +41,7 @@ VERSION_ATTR = "tuner_version"
 SPACE_ATTR = "search_space"
 BUDGET_ATTR = "trials"
 #: Spec fields that may change between runs of one study without changing its meaning.
-_FREE_STUDY_FIELDS = ("sampler", "trials", "seed", "storage", "name")
+_FREE_STUDY_FIELDS = ("sampler", "trials", "seed", "storage", "name", "guided")
 
 
 def fingerprint(spec: StudySpec) -> dict[str, Any]:

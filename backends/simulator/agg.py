@@ -37,12 +37,20 @@ def batch_capacity(cost: WorkerCost, group: WorkerGroup, workload: Workload) -> 
 def agg_point(
     cost: WorkerCost, group: WorkerGroup, workload: Workload, *, concurrency: int, gpus: int
 ) -> LoadPoint:
-    """Predict one closed-loop concurrency level of an aggregated deployment."""
+    """Predict one closed-loop concurrency level of an aggregated deployment.
+
+    Phase structure: a closed-loop benchmark starts every user at once and equal lengths keep
+    a *cohort* of ``1 + burst (B - 1)`` of a rank's ``B`` users in phase. The cohort's prompts
+    are prefilled together (their TTFT, the burst) while none of them decodes; the other
+    users' prompts arrive spread out and are mixed into decode steps (their TPOT). Every
+    prompt is prefilled once per cycle either way, so the burst share moves prefill time
+    between TTFT and TPOT; the closed loop then sets throughput by Little's law,
+    ``users = rate x (TTFT + (osl - 1) TPOT)``, which keeps the three consistent.
+    """
     isl, osl = workload.isl, workload.osl
     ranks = group.count * group.parallel.dp
     c_rank = concurrency / ranks
     cap = batch_capacity(cost, group, workload)
-    batch = min(c_rank, cap)  # mean running sequences on a rank
     busiest = float(min(math.ceil(c_rank - 1e-9), cap))  # lockstep DP ranks wait for it
     budget = group.knobs.max_num_batched_tokens
     chunk = min(isl, budget) if group.knobs.enable_chunked_prefill else isl
@@ -51,40 +59,63 @@ def agg_point(
     dec_steps = max(osl - 1, 0) / tps
     life = n_pf + dec_steps
     decode = busiest * dec_steps / life
-    prefill = busiest * isl / life  # prefill tokens per step, on average
     ctx_dec, ctx_pf = isl + osl / 2.0, isl / 2.0
-    frac_mixed = min(1.0, prefill / chunk)
-    mixed_tokens = prefill / frac_mixed  # a chunk, or more when prompts overlap
+    cohort = 1.0 + cost.burst * (busiest - 1.0)
     room = max(float(chunk), budget - decode)
-    prefill_bound = mixed_tokens > room
-    if prefill_bound:
-        # Prompts need more tokens per step than the budget leaves: every step is full and
-        # the token budget, split isl : osl-1, sets the rate.
-        decode = budget * dec_steps / (isl + dec_steps)
-        mixed_tokens = budget - decode
+    if busiest * isl / life > room:
+        return _prefill_bound(cost, workload, concurrency=concurrency, gpus=gpus, ranks=ranks, budget=budget)
+    # Prompts outside the cohort: spread over the decode steps, ``prefill`` tokens per step.
+    prefill = (busiest - cohort) * isl / life
+    frac_mixed = min(1.0, prefill / chunk)
+    mixed_tokens = prefill / frac_mixed if frac_mixed > 0.0 else float(chunk)
     t_dec = cost.step(decode, ctx_dec)
-    t_mix = cost.step(decode, ctx_dec, mixed_tokens, ctx_pf)
+    if cost.prefill_first:
+        # SGLang runs a waiting prompt as a prefill-only batch ahead of the decode batch
+        # (no mixed chunks by default): the decode step waits for the whole prefill step.
+        t_mix = t_dec + cost.step(0.0, 0.0, mixed_tokens, ctx_pf)
+    else:
+        t_mix = cost.step(decode, ctx_dec, mixed_tokens, ctx_pf)
     step = (1.0 - frac_mixed) * t_dec + frac_mixed * t_mix
-    # Requests/s of one rank: the token budget when prefill-bound, else the batch's cycle.
-    rate = mixed_tokens / isl / step if prefill_bound else batch / (life * step)
 
     # TPOT: a request's decode steps include ~f mixed ones (binomial spread).
     sd = (t_mix - t_dec) * math.sqrt(frac_mixed * (1.0 - frac_mixed) / max(dec_steps, 1))
     tpot = tuple((step + z * sd) / tps for z in Z)
     itl = tuple(t_dec if q <= 1.0 - frac_mixed else t_mix for q in QUANTILES)
 
-    # TTFT: a closed-loop benchmark starts every user at once and equal lengths keep them in
-    # phase, so a rank's users send their prompts as a burst; a request's TTFT is the prefill
-    # of the prompts queued ahead of it in that burst (its queueing position), chunked into
-    # budget-sized steps. Position q of the burst gives the q-quantile.
-    cohort = 1.0 + cost.burst * (busiest - 1.0)
+    # TTFT: the prompts queued ahead of a request in its cohort's burst (position q gives the
+    # q-quantile), chunked into budget-sized steps; the cohort is not decoding meanwhile, so
+    # those steps carry only the spread-out users' decode tokens.
     pf_step = max(float(chunk), budget - decode)
-    t_burst = cost.step(decode, ctx_dec, min(cohort * isl, pf_step), ctx_pf)
+    burst_decode = 0.0 if cost.prefill_first else decode * (1.0 - cohort / busiest)
+    t_burst = cost.step(burst_decode, ctx_dec, min(cohort * isl, pf_step), ctx_pf)
     ttft = [prefill_wait(q, cohort, isl, pf_step, n_pf) * t_burst for q in QUANTILES]
-    ttft_mean = prefill_wait(0.5, cohort, isl, pf_step, n_pf) * t_burst
-    # Little's law over the closed loop: cycle = c_rank / rate = TTFT + (osl-1) TPOT; users
-    # beyond the batch capacity wait in the engine queue for a free slot.
-    queue = max(0.0, c_rank / rate - dec_steps * step - ttft_mean)
-    ttft = [v + queue + cost.request_overhead for v in ttft]
+    cycle = prefill_wait(0.5, cohort, isl, pf_step, n_pf) * t_burst + dec_steps * step
+    # Closed loop: a user spends the serving-stack overhead outside the engine each cycle; a
+    # full batch hands its slot straight to a queued request, so the engine's rate is at most
+    # cap / cycle, and users beyond that wait in the engine queue for a free slot.
+    overhead = cost.request_overhead
+    rate = min(c_rank / (overhead + cycle), cap / cycle)
+    queue = max(0.0, c_rank / rate - overhead - cycle)
+    ttft = [v + queue + overhead for v in ttft]
     lat = Latencies(ttft=tuple(ttft), tpot=tpot, itl=itl, requests_s=rate * ranks)
+    return build_point(lat, concurrency=concurrency, gpus=gpus, isl=isl, osl=osl)
+
+
+def _prefill_bound(
+    cost: WorkerCost, workload: Workload, *, concurrency: int, gpus: int, ranks: int, budget: int
+) -> LoadPoint:
+    """Prompts need more tokens per step than the budget leaves: every step is full and the
+    token budget, split isl : osl - 1, sets the rate; TTFT is the rest of the closed loop's
+    cycle (Little's law)."""
+    isl, osl = workload.isl, workload.osl
+    tps = cost.tokens_per_step
+    dec_steps = max(osl - 1, 0) / tps
+    decode = budget * dec_steps / (isl + dec_steps)
+    prefill = budget - decode
+    step = cost.step(decode, isl + osl / 2.0, prefill, isl / 2.0)
+    rate = prefill / isl / step
+    c_rank = concurrency / ranks
+    ttft = max(c_rank / rate - dec_steps * step, step) + cost.request_overhead
+    tpot = tuple(step / tps for _ in Z)
+    lat = Latencies(ttft=(ttft,) * 3, tpot=tpot, itl=tpot, requests_s=rate * ranks)
     return build_point(lat, concurrency=concurrency, gpus=gpus, isl=isl, osl=osl)

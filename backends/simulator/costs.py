@@ -79,6 +79,7 @@ class WorkerCost:
         "consts",
         "kv_token_bytes",
         "kv_tokens",
+        "prefill_first",
         "request_overhead",
         "tokens_per_step",
     )
@@ -139,6 +140,11 @@ class WorkerCost:
         self._step_overhead = c.step_overhead_s(engine)
         self.request_overhead = c.request_overhead_s(engine)
         self.burst = c.burst(engine)
+        # SGLang's scheduler runs a ready prefill batch before the next decode batch and does
+        # not mix prefill chunks into decode steps unless --enable-mixed-chunk is set (default
+        # off: sglang/srt/managers/scheduler.py get_next_batch_to_run, server_args.py);
+        # vLLM V1 and TRT-LLM's in-flight batching mix prefill chunks into decode steps.
+        self.prefill_first = engine == "sglang"
         self._seq_overhead = c.seq_overhead_us * 1e-6
         kv_elem = kv_bytes_per_element(group.knobs.kv_cache_dtype, problem.precision)
         # Attention math runs in the KV-cache format (fp8 KV -> fp8 attention kernels).
@@ -233,7 +239,12 @@ class WorkerCost:
         """
         c, ep = self._c, self._ep
         assignments = tokens * self._dp * self._top_k
-        local = assignments / ep * c.moe_imbalance
+        mean = assignments / ep
+        # Busiest EP rank: a persistent routing skew (moe_imbalance) on the mean, plus the
+        # statistical excess of the largest of ep multinomial counts, ~sqrt(2 ln(ep) mean)
+        # (expected maximum of ep near-Gaussian counts), which dominates at decode batches.
+        local = mean * c.moe_imbalance + (math.sqrt(2.0 * math.log(ep) * mean) if ep > 1 else 0.0)
+        ratio = local / mean if mean > 0.0 else 1.0
         touched = self._experts / ep * (1.0 - math.pow(1.0 - 1.0 / self._experts, assignments))
         # Grouped GEMMs (gate_up, down) pay a small fixed cost per touched expert on top of
         # the kernel's own (tile scheduling, per-expert scales); routing adds the router
@@ -248,7 +259,7 @@ class WorkerCost:
             # top-k experts; the busiest rank sets the pace.
             remote = ep * (1.0 - math.pow(1.0 - 1.0 / ep, self._top_k)) * (ep - 1) / ep
             bw, lat = self._ep_link
-            t += 2.0 * (lat + tokens * remote * self._hidden * ACT_BYTES * c.moe_imbalance / bw)
+            t += 2.0 * (lat + tokens * remote * self._hidden * ACT_BYTES * ratio / bw)
         else:
             # TEP / DPATP: every GPU holds all the tokens; partial expert outputs are summed.
             t += self._all_reduce(tokens * self._dp, self._tp * self._dp, self._ep_link)

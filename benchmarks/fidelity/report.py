@@ -148,7 +148,7 @@ def _cause(
     if row.get("hardware") == "gb200" and row.get("source") == "aic_silicon":
         return "AIC GB200 Qwen3-32B sweep: TPOT 3-12x above a B200's at the same load (contended runs)"
     if metric == "ttft_ms" and row.get("backend") == "sglang":
-        return "SGLang prefill-first scheduling: new prompts wait for whole prefill batches (not modelled)"
+        return "SGLang prefill-first phase structure: in-phase share fitted per engine, not per sweep"
     if metric == "ttft_ms" and ratio > 1:
         return "burst model: users assumed in phase, long outputs de-phase them (TTFT overpredicted)"
     if metric == "ttft_ms":
@@ -314,19 +314,24 @@ Speed: one deployment over an 8-level ladder (check + measure, DeepSeek-R1 DEP8)
 Per-step GPU time from FLOPs and bytes (`backends/simulator/costs.py`): GEMMs joined
 bandwidth and compute regimes with a p-norm roofline and a fixed cost per kernel; decode
 attention streams KV; prefill attention is FLOPs at a fitted efficiency; MoE layers read the
-experts a step touches, with routing kernels, a per-expert cost, load imbalance and EP
-all-to-all or TP all-reduce; MLA uses its latent KV; fp8/fp4 weights and fp8 KV set bytes and
-peaks; host overhead per step and per running sequence. Agg serving is a fluid model of
-continuous batching with chunked prefill and closed-loop queueing; disagg matches the
-prefill and decode pool rates and adds the KV transfer. MTP rows use one draft token with a
-fitted acceptance rate.
+experts a step touches, with routing kernels, a per-expert cost, and a busiest EP rank of
+routing skew x mean + the multinomial excess sqrt(2 ln(EP) x mean), which sets its expert
+compute and its dispatch/combine all-to-all (or TP all-reduce); MLA uses its latent KV;
+fp8/fp4 weights and fp8 KV set bytes and peaks; host overhead per step and per running
+sequence. Agg serving is a fluid model of continuous batching with chunked prefill: a fitted
+share of each rank's users stays in phase (their prompts are prefilled together, in their
+TTFT), the rest arrive spread out and their prefill is mixed into decode steps (vLLM, TRT-
+LLM) or run as prefill-only steps ahead of decode (SGLang), in the others' TPOT; throughput
+follows from Little's law over the closed loop, users = rate x (TTFT + (osl - 1) TPOT), so
+the three metrics stay consistent; disagg matches the prefill and decode pool rates and adds
+the KV transfer. MTP rows use one draft token with a fitted acceptance rate.
 
-Global constants (`backends/simulator/constants.yaml`) are refitted by
-`python benchmarks/fidelity/fit.py --write` (robust least squares on log errors, pulled
-towards the sourced priors in `benchmarks/fidelity/priors.yaml`): per GPU generation (Hopper,
-Blackwell) HBM and GEMM fractions of peak, per engine family (TRT-LLM, SGLang, vLLM) kernel
-speed, step overhead, request overhead and prefill-burst share. No per-point, per-model or
-per-configuration term exists.
+Global constants (`backends/simulator/constants.yaml`) are refitted by `python
+benchmarks/fidelity/fit.py --write` (robust Cauchy-loss least squares on log errors, pulled
+towards the sourced priors in `benchmarks/fidelity/priors.yaml`): per GPU generation
+(Hopper, Blackwell) HBM and GEMM fractions of peak, per engine family (TRT-LLM, SGLang,
+vLLM) kernel speed, step overhead, request overhead and in-phase (burst) share; the cross-
+node collective latency. No per-point, per-model or per-configuration term exists.
 
 {constants}
 
@@ -351,15 +356,21 @@ priors measured on an H200 (`shared/fidelity/kernels/h200.md`).
 
 What would close the remaining gaps:
 
-- TTFT: the burst model treats a closed loop's users as partly in phase; the real phase
-  structure depends on the engine's scheduler (SGLang prefill-first batches, TRT-LLM attention-DP
-  balancing) and on length randomisation. An event-level simulation of one rank's scheduler
-  for the first few cycles would replace the fitted burst share.
+- TTFT: the in-phase share is one constant per engine; the real phase structure also
+  depends on output length (long outputs de-phase users), DP balancing and length
+  randomisation (InferenceX rows use random lengths; `tuner validate` maps them as fixed).
+  An event-level simulation of one rank's scheduler for the first few cycles would replace
+  the fitted share. The fitted request overheads (65-150 ms) absorb part of this.
 - The AIC GB200 Qwen3-32B sweep and a few InferenceX rows disagree with themselves (the same
   configuration measured twice 2-5x apart); they cap the share within ±20% and are not fitted
   away.
-- DeepSeek-R1 disagg on H100 (DEP16 across nodes): EP all-to-all over InfiniBand is priced
-  at bandwidth + latency; DeepEP's real cost at these sizes is higher.
+- DeepSeek-R1 disagg on H100 (TEP16/DEP16 across nodes): the cross-node collective latency
+  is now fitted (prior 20 us, NCCL LL over IB), but only these rows inform it, so no fold
+  cross-validates it; TEP16 decode is still ~1.6x too fast.
+- MoE: `moe_imbalance` sits at its cap even with the statistical busiest-rank term, and
+  Qwen3-235B max-throughput is underpredicted (x0.6-0.7) while its decode is not: small-M
+  grouped-GEMM tiles (padding per touched expert) would price decode up without taxing
+  large batches, freeing the skew constant to its EPLB value (~1.2-1.3).
 """
 
 

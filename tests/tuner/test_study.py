@@ -38,9 +38,12 @@ def test_run_writes_run_directory(tmp_path: Path) -> None:
 
 
 def test_resume_continues_and_keeps_points(tmp_path: Path) -> None:
-    path = small_spec(tmp_path, study={"trials": 6, "sampler": "random", "seed": 3},
-                      search_space={"preset": "dense-single-node"},
-                      hardware={"gpu": "H100", "gpus": 8, "gpus_per_node": 8})
+    path = small_spec(
+        tmp_path,
+        study={"trials": 6, "sampler": "random", "seed": 3},
+        search_space={"preset": "dense-single-node"},
+        hardware={"gpu": "H100", "gpus": 8, "gpus_per_node": 8},
+    )
     spec = load_spec(path)
     first = tune(spec)
     finished = [t for t in first.study.get_trials() if t.state.is_finished()]
@@ -49,8 +52,11 @@ def test_resume_continues_and_keeps_points(tmp_path: Path) -> None:
 
     again = tune(spec)  # same budget: nothing new to run
     assert again.summary.trials == 0
-    more = tune(load_spec(path).__class__(**{**vars(spec), "study": spec.study.__class__(
-        **{**vars(spec.study), "trials": 10})}))
+    more = tune(
+        load_spec(path).__class__(
+            **{**vars(spec), "study": spec.study.__class__(**{**vars(spec.study), "trials": 10})}
+        )
+    )
     run = load_run(spec.output_dir)
     assert sum(t.state.is_finished() for t in run.study.trials) == 10
     after = {(m.trial, m.point.concurrency, m.point.tok_s_gpu) for m in run.points}
@@ -68,8 +74,7 @@ def test_resume_refuses_another_problem(tmp_path: Path) -> None:
 def test_infeasible_are_pruned_with_reason_and_never_measured(tmp_path: Path) -> None:
     # Qwen3-32B in bf16 (65 GB of weights) cannot start on one H100: TP1 is infeasible by
     # memory, whatever the encoding does about the GPU budget.
-    spec = load_spec(small_spec(tmp_path, model="Qwen/Qwen3-32B",
-                                study={"trials": 25, "sampler": "random"}))
+    spec = load_spec(small_spec(tmp_path, model="Qwen/Qwen3-32B", study={"trials": 25, "sampler": "random"}))
     result = tune(spec)
     pruned = result.study.get_trials(states=(TrialState.PRUNED,))
     assert pruned, "expected infeasible candidates"
@@ -96,8 +101,9 @@ def test_duplicates_answered_from_storage(tmp_path: Path) -> None:
 
 
 def test_failed_candidate_is_a_failed_trial(tmp_path: Path, flaky_backend: str) -> None:
-    spec = load_spec(small_spec(tmp_path, backend={"name": flaky_backend},
-                                study={"trials": 15, "sampler": "random"}))
+    spec = load_spec(
+        small_spec(tmp_path, backend={"name": flaky_backend}, study={"trials": 15, "sampler": "random"})
+    )
     result = tune(spec)
     failed = result.study.get_trials(states=(TrialState.FAIL,))
     assert failed
@@ -109,8 +115,13 @@ def test_interrupt_keeps_measured_points_and_resumes(tmp_path: Path, flaky_backe
     flag = tmp_path / "interrupt-once"
     flag.touch()
     options = {"interrupt_after": 3, "interrupt_flag": str(flag)}
-    spec = load_spec(small_spec(tmp_path, backend={"name": flaky_backend, "options": options},
-                                study={"trials": 8, "sampler": "random"}))
+    spec = load_spec(
+        small_spec(
+            tmp_path,
+            backend={"name": flaky_backend, "options": options},
+            study={"trials": 8, "sampler": "random"},
+        )
+    )
     with pytest.raises(KeyboardInterrupt):
         tune(spec)
     run = load_run(spec.output_dir)
@@ -149,9 +160,14 @@ def test_front_objective_is_two_dimensional(tmp_path: Path) -> None:
 
 
 def test_screening_warm_start_finds_exhaustive_optimum(tmp_path: Path) -> None:
-    spec = load_spec(small_spec(tmp_path, hardware={"gpu": "H100", "gpus": 8, "gpus_per_node": 8},
-                                search_space={"preset": "dense-single-node"},
-                                study={"trials": 20, "sampler": "tpe"}))
+    spec = load_spec(
+        small_spec(
+            tmp_path,
+            hardware={"gpu": "H100", "gpus": 8, "gpus_per_node": 8},
+            search_space={"preset": "dense-single-node"},
+            study={"trials": 20, "sampler": "tpe"},
+        )
+    )
     result = tune(spec)
     assert result.screening is not None and result.pick is not None
     # Exhaustive enumeration of the same space, priced directly.
@@ -167,3 +183,42 @@ def test_screening_warm_start_finds_exhaustive_optimum(tmp_path: Path) -> None:
     )
     assert result.pick.chosen.point.tok_s_gpu >= 0.99 * best
     assert result.summary.trials <= 20
+
+
+def test_live_backend_is_guided_by_the_simulator(tmp_path: Path, flaky_backend: str) -> None:
+    """A non-instant backend: the first trial measures the simulator's best prediction, and
+    the run reports how the refit moved the simulator."""
+    spec = load_spec(
+        small_spec(
+            tmp_path,
+            hardware={"gpu": "H100", "gpus": 8, "gpus_per_node": 8},
+            search_space={"preset": "dense-single-node"},
+            backend={"name": flaky_backend, "options": {"fail_tp": 99}},
+            study={"trials": 6, "sampler": "random"},
+        )
+    )
+    result = tune(spec)
+    assert result.guidance is not None and result.guidance.measured >= 4
+    first = min(result.study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    problem = build_problem(spec)
+    from tuner.guided import GuidedSearch
+
+    (top,) = GuidedSearch(load_space("dense-single-node"), problem, spec.sla).propose(1)
+    assert first.user_attrs["deployment"] == top.to_dict()
+    # Guided trials are enqueued ones; one in four is the sampler's own draw.
+    done = [t for t in result.study.trials if t.state.is_finished()]
+    enqueued = [t for t in done if "fixed_params" in t.system_attrs]
+    assert len(done) == 6 and 3 <= len(enqueued) < 6
+
+
+def test_guidance_can_be_turned_off(tmp_path: Path, flaky_backend: str) -> None:
+    spec = load_spec(
+        small_spec(
+            tmp_path,
+            backend={"name": flaky_backend, "options": {"fail_tp": 99}},
+            study={"trials": 3, "sampler": "random", "guided": False},
+        )
+    )
+    result = tune(spec)
+    assert result.guidance is None
+    assert not [t for t in result.study.trials if "fixed_params" in t.system_attrs]

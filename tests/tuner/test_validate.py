@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -115,32 +114,5 @@ def test_cli_alternative_constants_and_bad_option(points: Path, tmp_path: Path) 
     assert main(["validate", str(points), "--out", str(out), "--constants", str(tmp_path / "x.yaml")]) == 2
 
 
-# -- regression gate on the shared calibration data ------------------------------------------
-#: In-sample medians of the fitted constants (docs/fidelity.md) plus a small margin: a change
-#: that makes the simulator worse on the calibration file fails here.
-THRESHOLDS = {"ttft_ms": 40.0, "tpot_ms": 12.5, "tok_s_gpu": 9.5, "output_tok_s_gpu": 15.5}
-MIN_COVERAGE = 99.0
-
-
-def _calibration_file() -> Path | None:
-    env = os.environ.get("TUNER_SHARED_DIR")
-    if env and (Path(env) / "fidelity" / "calibration.csv").is_file():
-        return Path(env) / "fidelity" / "calibration.csv"
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "fidelity" / "calibration.csv"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def test_in_sample_error_stays_below_recorded_level() -> None:
-    path = _calibration_file()
-    if path is None:
-        pytest.skip("shared/fidelity/calibration.csv not found (set TUNER_SHARED_DIR)")
-    rows = read_points(path)
-    predictor = Predictor()
-    summary = summarize(rows, [predictor.predict(r) for r in rows])
-    overall = summary.slices[("all", "")]
-    assert overall.coverage >= MIN_COVERAGE
-    for metric, limit in THRESHOLDS.items():
-        assert overall.metrics[metric].mape <= limit, (metric, overall.metrics[metric])
+# The regression gate on the shared calibration data lives beside the simulator:
+# tests/backends/test_simulator_fidelity.py (IN_SAMPLE_LIMITS).

@@ -118,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
                 highlight=False,
             )
         err.print(summary_line(result.summary), markup=False, highlight=False)
+        if result.guidance is not None:
+            err.print(result.guidance.summary(), markup=False, highlight=False)
     out.print(front_table(result.points))
     out.print(f"run directory: {spec.output_dir}")
     if result.pick is None:
