@@ -1,0 +1,166 @@
+"""The launch plan's types and the vLLM flag table.
+
+A :class:`LaunchPlan` is frozen data: every worker process (:class:`WorkerLaunch`) with its
+node, GPUs, port, argv and environment, and the disagg :class:`RouterLaunch`. Flag names come
+from ``serving/data/vllm_flags.yaml`` through :func:`flag`; :mod:`serving.launch` builds plans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "LaunchPlan",
+    "RouterLaunch",
+    "WorkerLaunch",
+    "flag",
+    "replace_flag_value",
+    "router_argv",
+    "vllm_flags",
+]
+
+
+@cache
+def vllm_flags() -> dict[str, Any]:
+    """The flag table (``serving/data/vllm_flags.yaml``), parsed once."""
+    text = resources.files("serving").joinpath("data", "vllm_flags.yaml").read_text()
+    table: dict[str, Any] = yaml.safe_load(text)
+    return table
+
+
+def flag(section: str, name: str) -> str:
+    """One flag name from the table, e.g. ``flag("parallel", "tp")``."""
+    value = vllm_flags()[section][name]
+    if not isinstance(value, str):
+        raise TypeError(f"vllm_flags.yaml: {section}.{name} is not a single flag")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """One process of one worker on one node.
+
+    ``rank`` is the node rank inside a worker that spans ``nodes`` nodes (0 = leader, the only
+    one serving HTTP; ``port`` is ``None`` on the others). ``gpu_ids`` are device indices on
+    ``node`` (CPU cores under ``devices="cpu"``). ``prelude`` holds commands to run to
+    completion before ``argv`` (the Ray head on a Ray leader). ``parallel_args`` and
+    ``engine_args`` are the node-independent parts of ``argv`` for renderers whose platform
+    adds the model, port and multi-node flags itself (Dynamo, llm-d).
+    """
+
+    role: str
+    worker: int
+    node: int
+    rank: int
+    nodes: int
+    host: str
+    gpu_ids: tuple[int, ...]
+    port: int | None
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    parallel_args: tuple[str, ...]
+    engine_args: tuple[str, ...]
+    multinode: Literal["none", "dp", "ray"] = "none"
+    prelude: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def gpus(self) -> int:
+        return len(self.gpu_ids)
+
+    @property
+    def is_leader(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def url(self) -> str:
+        """HTTP base URL of a leader."""
+        if self.port is None:
+            raise ValueError(f"{self.role} worker {self.worker} rank {self.rank} serves no HTTP")
+        return f"http://{self.host}:{self.port}"
+
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+
+@dataclass(frozen=True)
+class RouterLaunch:
+    """The disagg router (``tuner router``) in front of the prefill and decode leaders."""
+
+    host: str
+    port: int
+    prefill_urls: tuple[str, ...]
+    decode_urls: tuple[str, ...]
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything needed to start a deployment. ``notes`` says what the plan needs beyond the
+    commands themselves (a Ray cluster, reachable node names)."""
+
+    label: str
+    mode: str
+    model: str
+    served_model_name: str
+    devices: str
+    gpus_per_node: int
+    nodes: tuple[str, ...]
+    workers: tuple[WorkerLaunch, ...]
+    router: RouterLaunch | None
+    notes: tuple[str, ...] = ()
+
+    def gpus(self) -> int:
+        """GPUs the plan occupies: equals ``Deployment.gpus()``."""
+        return sum(w.gpus for w in self.workers)
+
+    def on_node(self, node: int) -> tuple[WorkerLaunch, ...]:
+        return tuple(w for w in self.workers if w.node == node)
+
+    def roles(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(w.role for w in self.workers))
+
+    def leaders(self, role: str) -> tuple[WorkerLaunch, ...]:
+        return tuple(w for w in self.workers if w.role == role and w.is_leader)
+
+    def ranks(self, role: str, worker: int) -> tuple[WorkerLaunch, ...]:
+        """All node processes of one worker, leader first."""
+        return tuple(w for w in self.workers if w.role == role and w.worker == worker)
+
+    @property
+    def url(self) -> str:
+        """The front door: the router for disagg, else the first worker."""
+        if self.router is not None:
+            return f"http://{self.router.host}:{self.router.port}"
+        return self.workers[0].url
+
+
+def replace_flag_value(argv: Sequence[str], name: str, value: str) -> tuple[str, ...]:
+    """``argv`` with the value after flag ``name`` replaced (a renderer's per-platform
+    adjustment, e.g. the container port); raises if the flag is absent."""
+    items = list(argv)
+    try:
+        at = items.index(name)
+    except ValueError:
+        raise ValueError(f"{name} not in argv") from None
+    items[at + 1] = value
+    return tuple(items)
+
+
+def router_argv(*, port: int, prefill: Sequence[str], decode: Sequence[str]) -> tuple[str, ...]:
+    """``tuner router --port P --prefill URL... --decode URL...``."""
+    table = vllm_flags()["router"]
+    return (
+        *table["command"],
+        table["port"],
+        str(port),
+        table["prefill"],
+        *prefill,
+        table["decode"],
+        *decode,
+    )
