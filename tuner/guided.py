@@ -257,11 +257,15 @@ class GuidedQueue:
 
     #: One trial in this many is left to the Optuna sampler.
     SAMPLER_EVERY = 4
+    #: A topology (label) that failed this often is not proposed again: live failures
+    #: (out of memory, a layout the engine rejects) usually follow the layout, not the knobs.
+    FAILURES_PER_LABEL = 2
 
     def __init__(self, guide: GuidedSearch, study: Any, space: SearchSpace, budget: int) -> None:
         self.guide, self.study, self.space, self.budget = guide, study, space, budget
         self._trials = 0
         self._tried: set[str] = set()  # proposed or run: a failed candidate is not proposed again
+        self._failures: dict[str, int] = {}  # label -> failed trials
 
     def start(self, measured: Sequence[tuple[Deployment, Sequence[LoadPoint]]]) -> None:
         """Observe what a previous run measured, then queue the first proposal."""
@@ -269,11 +273,16 @@ class GuidedQueue:
             self.guide.observe(deployment, points)
         self._enqueue()
 
-    def after_trial(self, deployment: Deployment | None, points: Sequence[LoadPoint], measured: bool) -> None:
-        """Refit on a measured trial and queue the next proposal."""
+    def after_trial(
+        self, deployment: Deployment | None, points: Sequence[LoadPoint], measured: bool, failed: bool = False
+    ) -> None:
+        """Refit on a measured trial, count a failed one, queue the next proposal."""
         self._trials += 1
         if deployment is not None:
             self._tried.add(deployment.key())
+            if failed:
+                label = deployment.label()
+                self._failures[label] = self._failures.get(label, 0) + 1
         if measured and deployment is not None:
             self.guide.observe(deployment, points)
         if self._trials % self.SAMPLER_EVERY != self.SAMPLER_EVERY - 1:
@@ -287,8 +296,10 @@ class GuidedQueue:
             return  # a retry or an earlier proposal is still queued
         if sum(t.state.is_finished() for t in trials) >= self.budget:
             return  # the study is done: leave nothing queued behind
-        for deployment in self.guide.propose(len(self._tried) + 1):
-            if deployment.key() not in self._tried:
+        for deployment in self.guide.propose(len(self.guide.feasible)):
+            if deployment.key() in self._tried:
+                continue
+            if self._failures.get(deployment.label(), 0) < self.FAILURES_PER_LABEL:
                 self._tried.add(deployment.key())
                 self.study.enqueue_trial(self.space.params(deployment), skip_if_exists=False)
                 return

@@ -205,7 +205,9 @@ def _run_here(
         if buffer is not None:
             buffer.maybe_flush()
         if guide is not None:
-            guide.after_trial(outcome.deployment, outcome.points, outcome.state == "measured")
+            guide.after_trial(
+                outcome.deployment, outcome.points, outcome.state == "measured", outcome.state == "failed"
+            )
         if on_trial is not None:
             on_trial(outcome, summary)
 

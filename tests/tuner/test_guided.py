@@ -96,3 +96,22 @@ def test_guided_beats_random_on_a_small_problem(problem: Problem) -> None:
     blind = [_trials_to_optimum(problem, "random", seed) for seed in range(3)]
     assert max(guided) <= 5
     assert sorted(guided)[1] < sorted(blind)[1]
+
+
+def test_queue_stops_proposing_a_topology_that_keeps_failing(problem: Problem) -> None:
+    """Two failed trials of one topology: the queue proposes other topologies only."""
+    from tuner.guided import GuidedQueue
+
+    space = load_space("dense-single-node")
+    guide = GuidedSearch(space, problem, SLA(min_tok_s_user=20.0))
+    study = optuna.create_study(direction="maximize")
+    queue = GuidedQueue(guide, study, space, budget=50)
+    failing = guide.propose(1)[0].label()
+    same_label = [d for d in guide.propose(len(guide.feasible)) if d.label() == failing][:2]
+    assert len(same_label) == 2
+    for dep in same_label:
+        queue.after_trial(dep, [], measured=False, failed=True)
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert len(waiting) == 1
+    proposed = space.suggest(optuna.trial.FixedTrial(waiting[0].system_attrs["fixed_params"]), problem)
+    assert proposed.label() != failing

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
 from tuner.cli import main
 from tuner.front import pareto_front
 from tuner.rundir import load_run
 from tuner.runs import tune
-from tuner.studies import BUDGET_ATTR, open_study
 from tuner.spec import load_spec
+from tuner.studies import BUDGET_ATTR, open_study
 
 from .conftest import small_spec
 
@@ -153,8 +154,8 @@ def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(tmp_path: Path, p
     spec = load_spec(small_spec(tmp_path))
     import backends
     from tuner.runs import _enqueue_grid
-    from tuner.studies import space_of as _space
     from tuner.spec import build_problem
+    from tuner.studies import space_of as _space
 
     n = _enqueue_grid(study, _space(spec), build_problem(spec), backends.create("simulator"), 6)
     study.set_user_attr(BUDGET_ATTR, n)
@@ -204,7 +205,8 @@ def test_killed_tune_resumes_without_losing_points(tmp_path: Path) -> None:
             return False
         try:
             trials = optuna.load_study(study_name="run", storage=url).get_trials(deepcopy=False)
-        except (KeyError, ValueError, optuna.exceptions.StorageInternalError):
+        except (KeyError, ValueError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+            # The study, or its tables, are still being created by the other process.
             return False
         return sum(t.state == TrialState.COMPLETE for t in trials) >= 1 and any(
             t.state == TrialState.RUNNING and len(t.user_attrs.get("points", [])) == 1 for t in trials
