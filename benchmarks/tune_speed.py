@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from backends import create  # noqa: E402
 from search_spaces import infeasible_reason, load_space  # noqa: E402
-from tuner.studies import default_preset  # noqa: E402
 from tuner.spec import build_problem, load_spec  # noqa: E402
+from tuner.studies import default_preset  # noqa: E402
 
 #: Our GPU ids -> AIConfigurator system names (aiconfigurator_core/systems/*.yaml).
 AIC_SYSTEMS = {

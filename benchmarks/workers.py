@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 import backends  # noqa: E402
 from tests.tuner.conftest import TemporaryPostgres, _pg_bin, small_spec  # noqa: E402
+from tuner.spec import build_problem, load_spec  # noqa: E402
 from tuner.studies import BUDGET_ATTR, open_study  # noqa: E402
 from tuner.studies import space_of as _space  # noqa: E402
-from tuner.spec import build_problem, load_spec  # noqa: E402
 from tuner.study import run_trials  # noqa: E402
 
 SPACE = {

@@ -12,9 +12,9 @@ import sqlalchemy.exc
 import tuner.storage
 from tuner.cli import main
 from tuner.errors import StorageError
-from tuner.studies import VERSION_ATTR, open_study
 from tuner.spec import load_spec
 from tuner.storage import Claims, normalize_url, open_storage, storage_errors
+from tuner.studies import VERSION_ATTR, open_study
 
 from .conftest import PG_USER, TemporaryPostgres, _free_port, small_spec
 
