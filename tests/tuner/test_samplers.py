@@ -41,3 +41,10 @@ def test_unknown_sampler_names_the_choices() -> None:
     with pytest.raises(ConfigError) as info:
         make_sampler("cmaes", seed=0)
     assert "tpe" in str(info.value)
+
+
+def test_tpe_models_a_quarter_of_the_trials_as_good() -> None:
+    # tuner/samplers.py TPE_GOOD_FRACTION: 25% (at most 25) instead of Optuna's 10%.
+    sampler = make_sampler("tpe", seed=0)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert [sampler._gamma(n) for n in (4, 20, 60, 200)] == [1, 5, 15, 25]
