@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import optuna
 from optuna.trial import TrialState
@@ -35,6 +37,7 @@ from .workers import run_local_workers
 __all__ = ["TuneResult", "tune"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 #: With an instant backend, up to 1/WARM_START_SHARE of the trial budget starts from the
 #: screened best candidates; the sampler explores with the rest.
 WARM_START_SHARE = 5
@@ -100,13 +103,19 @@ def tune(
         raise StorageError(f"run directory {spec.output_dir}: {exc.strerror or exc}") from exc
     shared = workers > 1 or spec.study.storage is not None
     with _run_lock(Path(spec.output_dir)), storage_errors(url):
-        storage = open_storage(url, heartbeat_s=HEARTBEAT_S)
+        # Opening a storage is mostly waiting (imports, schema, fsync): it runs in a thread
+        # while an instant backend screens the space, which the first run needs.
+        opening = _Background(lambda: open_storage(url, heartbeat_s=HEARTBEAT_S))
+        screened = _screen(spec, space, problem, backend)
+        storage = opening.result()
         study = open_study(spec, storage)
         if spec.study.storage is None:  # the run directory's own study: we hold its lock
             _retry_orphans(study)
         buffer = WriteBehind(study) if getattr(backend, "instant", False) and not shared else None
         work = buffer.memory if buffer else study
-        n_trials, screening = _prepare(spec, work, space, problem, backend, first=not work.trials)
+        n_trials, screening = _prepare(
+            spec, work, space, problem, backend, screened if not work.trials else None
+        )
         study.set_user_attr(BUDGET_ATTR, n_trials)
         if on_start is not None:
             on_start(sum(t.state.is_finished() for t in work.get_trials(deepcopy=False)), n_trials)
@@ -170,21 +179,51 @@ def _prepare(
     space: search_spaces.SearchSpace,
     problem: Problem,
     backend: backends.Backend,
-    *,
-    first: bool,
+    screening: Screening | None,
 ) -> tuple[int, Screening | None]:
-    """The trial budget, after queueing the grid or the screened warm start (first run)."""
+    """The trial budget, after queueing the grid, or the screened warm start (``screening``
+    is given on the first run of an instant backend only)."""
     n_trials = spec.study.trials
     if spec.study.sampler == "grid":
         queued = _enqueue_grid(work, space, problem, backend, n_trials)
         return (min(n_trials, queued) if queued else n_trials), None
-    if getattr(backend, "instant", False) and first:
+    if screening is not None:
         # First run on an instant backend: start from the screened best and front.
-        screening = screen(space, problem, backend, spec.sla, spec.study.objective)
         for dep in screening.warm_start(max(1, n_trials // WARM_START_SHARE)):
             work.enqueue_trial(space.params(dep), skip_if_exists=False)
-        return n_trials, screening
-    return n_trials, None
+    return n_trials, screening
+
+
+def _screen(
+    spec: StudySpec, space: search_spaces.SearchSpace, problem: Problem, backend: backends.Backend
+) -> Screening | None:
+    """Price the whole feasible space when the backend is instant (not for the grid, which
+    measures all of it anyway)."""
+    if spec.study.sampler == "grid" or not getattr(backend, "instant", False):
+        return None
+    return screen(space, problem, backend, spec.sla, spec.study.objective)
+
+
+class _Background(Generic[T]):
+    """Run ``fn`` in a thread now; :meth:`result` waits and returns it or raises its error."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._value: list[T] = []
+        self._error: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], T]) -> None:
+        try:
+            self._value.append(fn())
+        except BaseException as exc:  # handed to the caller by result()
+            self._error.append(exc)
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._value[0]
 
 
 def _run_here(
