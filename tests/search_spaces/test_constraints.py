@@ -148,7 +148,9 @@ def test_placement_rejects_what_vllm_cannot_lay_out() -> None:
     from serving.catalog import load_gpu, load_model
     from serving.problem import Problem
 
-    problem = Problem(load_model("DeepSeek-R1"), load_gpu("GB200"), "fp4", Workload(1024, 1024, (1, 64)), 64, 4)
+    problem = Problem(
+        load_model("DeepSeek-R1"), load_gpu("GB200"), "fp4", Workload(1024, 1024, (1, 64)), 64, 4
+    )
     straddling = Deployment("agg", agg=WorkerGroup(Parallelism(tp=8, dp=4, ep=32)))
     reason = infeasible_reason(straddling, problem)
     assert reason is not None and reason.startswith("placement:")

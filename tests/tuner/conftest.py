@@ -90,12 +90,26 @@ class TemporaryPostgres:
         if self._as:
             shutil.chown(pwfile, "postgres")
         data = str(self.dir / "data")
-        self._run(str(self.bin / "initdb"), "-D", data, "-U", PG_USER, f"--pwfile={pwfile}", "-E", "UTF8",
-                  "--auth-host=scram-sha-256", "--auth-local=trust")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            data,
+            "-U",
+            PG_USER,
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+        )
         # fsync off: a test server's data is thrown away; durability is the study's concern
         # (commits still happen), not the disk's.
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run(str(self.bin / "pg_ctl"), "-D", data, "-o", options, "-l", str(self.dir / "log"), "-w", "start")
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"), "-D", data, "-o", options, "-l", str(self.dir / "log"), "-w", "start"
+        )
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):
@@ -119,7 +133,9 @@ def postgres_server() -> Iterator[TemporaryPostgres]:
     pytest.importorskip("psycopg", reason="psycopg is not installed (pip install '.[postgres]')")
     bin_dir = _pg_bin()
     if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql (run scripts/install-postgres.sh)")
+        pytest.skip(
+            "no PostgreSQL server binaries under /usr/lib/postgresql (run scripts/install-postgres.sh)"
+        )
     server = TemporaryPostgres(bin_dir)
     try:
         server.start()

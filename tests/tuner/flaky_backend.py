@@ -33,8 +33,9 @@ class FlakyBackend:
     def check(self, deployment: Deployment, problem: Problem) -> str | None:
         return self._sim.check(deployment, problem)
 
-    def measure(self, deployment: Deployment, problem: Problem, *,
-                on_point: PointCallback | None = None) -> list[LoadPoint]:
+    def measure(
+        self, deployment: Deployment, problem: Problem, *, on_point: PointCallback | None = None
+    ) -> list[LoadPoint]:
         self._calls += 1
         armed = self._flag is not None and self._flag.exists()
         if armed and self._interrupt_after and self._calls >= self._interrupt_after:
@@ -73,8 +74,14 @@ class SlowBackend:
     def check(self, deployment: Deployment, problem: Problem) -> str | None:
         return self._sim.check(deployment, problem)
 
-    def measure(self, deployment: Deployment, problem: Problem, *, on_point: PointCallback | None = None,
-                context: MeasureContext | None = None) -> list[LoadPoint]:
+    def measure(
+        self,
+        deployment: Deployment,
+        problem: Problem,
+        *,
+        on_point: PointCallback | None = None,
+        context: MeasureContext | None = None,
+    ) -> list[LoadPoint]:
         out = []
         for point in self._sim.measure(deployment, problem):
             time.sleep(self._sleep_s)
