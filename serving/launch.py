@@ -21,7 +21,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .deployment import Deployment, EngineKnobs, Parallelism, WorkerGroup
 from .errors import ConfigError
@@ -348,21 +348,36 @@ def _dp_ranks(
         else:
             start = (mn["dp_start_rank"], str(rank * local))
             argv = (*serve, mn["headless"], *parallel, *engine, *dp_args, *start)
-        host = ctx.hosts[node + rank]
-        out.append(
-            WorkerLaunch(
-                node=node + rank,
-                rank=rank,
-                host=host,
-                gpu_ids=ids,
-                port=port if rank == 0 else None,
-                argv=argv,
-                env=_env(ctx, common["role"], host, ids),
-                multinode="dp",
-                **common,
-            )
-        )
+        out.append(_rank_launch(ctx, node + rank, rank, ids, port, argv, common, multinode="dp"))
     return out
+
+
+def _rank_launch(
+    ctx: _Ctx,
+    node: int,
+    rank: int,
+    ids: tuple[int, ...],
+    port: int,
+    argv: tuple[str, ...],
+    common: dict[str, Any],
+    *,
+    multinode: Literal["dp", "ray"],
+    prelude: tuple[tuple[str, ...], ...] = (),
+) -> WorkerLaunch:
+    """One node's process of a multi-node worker; only the leader (rank 0) serves HTTP."""
+    host = ctx.hosts[node]
+    return WorkerLaunch(
+        node=node,
+        rank=rank,
+        host=host,
+        gpu_ids=ids,
+        port=port if rank == 0 else None,
+        argv=argv,
+        env=_env(ctx, common["role"], host, ids),
+        multinode=multinode,
+        prelude=prelude,
+        **common,
+    )
 
 
 def _ray_ranks(
@@ -381,27 +396,16 @@ def _ray_ranks(
     backend = (flag("serve", "distributed_executor_backend"), "ray")
     out = []
     for rank, ids in enumerate(per_node_ids):
-        host = ctx.hosts[node + rank]
         if rank == 0:
             argv = (*leader_argv, *backend)
             prelude: tuple[tuple[str, ...], ...] = ((*ray["command"], ray["head"], ray["port"], ray_port),)
         else:
             argv = (*ray["command"], ray["address"], f"{leader}:{ray_port}", ray["block"])
             prelude = ()
-        out.append(
-            WorkerLaunch(
-                node=node + rank,
-                rank=rank,
-                host=host,
-                gpu_ids=ids,
-                port=port if rank == 0 else None,
-                argv=argv,
-                env=_env(ctx, common["role"], host, ids),
-                multinode="ray",
-                prelude=prelude,
-                **common,
-            )
+        launch = _rank_launch(
+            ctx, node + rank, rank, ids, port, argv, common, multinode="ray", prelude=prelude
         )
+        out.append(launch)
     return out
 
 
