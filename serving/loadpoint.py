@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -37,6 +38,48 @@ class LoadPoint:
     e2e_ms_p90: float = float("nan")
     e2e_ms_p99: float = float("nan")
     num_requests: int = 0
+
+    @classmethod
+    def from_percentiles(
+        cls,
+        *,
+        concurrency: int,
+        gpus: int,
+        ttft_ms: Sequence[float],
+        tpot_ms: Sequence[float],
+        itl_ms: Sequence[float],
+        e2e_ms: Sequence[float],
+        tokens_s: float,
+        output_tokens_s: float,
+        requests_s: float,
+        num_requests: int,
+    ) -> LoadPoint:
+        """A point from (p50, p90, p99) latency triples and whole-deployment throughputs.
+
+        The metric definitions live here, once: tok/s/user = 1000 / median TPOT (NaN when
+        TPOT is 0, i.e. one-token outputs), per-GPU figures divide by all ``gpus``.
+        """
+        return cls(
+            concurrency=concurrency,
+            gpus=gpus,
+            ttft_ms_p50=ttft_ms[0],
+            ttft_ms_p90=ttft_ms[1],
+            ttft_ms_p99=ttft_ms[2],
+            tpot_ms_p50=tpot_ms[0],
+            tpot_ms_p90=tpot_ms[1],
+            tpot_ms_p99=tpot_ms[2],
+            itl_ms_p50=itl_ms[0],
+            itl_ms_p90=itl_ms[1],
+            itl_ms_p99=itl_ms[2],
+            e2e_ms_p50=e2e_ms[0],
+            e2e_ms_p90=e2e_ms[1],
+            e2e_ms_p99=e2e_ms[2],
+            tok_s_user=1000.0 / tpot_ms[0] if tpot_ms[0] > 0 else float("nan"),
+            tok_s_gpu=tokens_s / gpus,
+            output_tok_s_gpu=output_tokens_s / gpus,
+            requests_s=requests_s,
+            num_requests=num_requests,
+        )
 
     def metric(self, name: str, percentile: int = 50) -> float:
         """``metric("ttft_ms", 90)`` -> ``ttft_ms_p90``; plain names pass through."""

@@ -81,24 +81,15 @@ def build_point(lat: Latencies, *, concurrency: int, gpus: int, isl: int, osl: i
     itl = sorted(1e3 * v for v in lat.itl)
     decode_steps = max(osl - 1, 0)
     e2e = [ttft[i] + decode_steps * tpot[i] for i in range(3)]
-    return LoadPoint(
+    return LoadPoint.from_percentiles(
         concurrency=concurrency,
         gpus=gpus,
-        ttft_ms_p50=ttft[0],
-        ttft_ms_p90=ttft[1],
-        ttft_ms_p99=ttft[2],
-        tpot_ms_p50=tpot[0],
-        tpot_ms_p90=tpot[1],
-        tpot_ms_p99=tpot[2],
-        tok_s_user=1000.0 / tpot[0],
-        tok_s_gpu=lat.requests_s * (isl + osl) / gpus,
-        output_tok_s_gpu=lat.requests_s * osl / gpus,
+        ttft_ms=ttft,
+        tpot_ms=tpot,
+        itl_ms=itl,
+        e2e_ms=e2e,
+        tokens_s=lat.requests_s * (isl + osl),
+        output_tokens_s=lat.requests_s * osl,
         requests_s=lat.requests_s,
-        itl_ms_p50=itl[0],
-        itl_ms_p90=itl[1],
-        itl_ms_p99=itl[2],
-        e2e_ms_p50=e2e[0],
-        e2e_ms_p90=e2e[1],
-        e2e_ms_p99=e2e[2],
         num_requests=NOMINAL_ROUNDS * concurrency,
     )

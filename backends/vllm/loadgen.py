@@ -222,24 +222,15 @@ def summarize(run: PointRun, *, gpus: int) -> LoadPoint:
     ttft, tpot = _pct([r.ttft_s for r in done]), _pct([r.tpot_s for r in done])
     itl = _pct([gap for r in done for gap in r.itl_s])
     e2e = _pct([r.e2e_s for r in done])
-    return LoadPoint(
+    return LoadPoint.from_percentiles(
         concurrency=run.concurrency,
         gpus=gpus,
-        ttft_ms_p50=ttft[0],
-        ttft_ms_p90=ttft[1],
-        ttft_ms_p99=ttft[2],
-        tpot_ms_p50=tpot[0],
-        tpot_ms_p90=tpot[1],
-        tpot_ms_p99=tpot[2],
-        itl_ms_p50=itl[0],
-        itl_ms_p90=itl[1],
-        itl_ms_p99=itl[2],
-        e2e_ms_p50=e2e[0],
-        e2e_ms_p90=e2e[1],
-        e2e_ms_p99=e2e[2],
-        tok_s_user=1000.0 / tpot[0] if tpot[0] > 0 else math.nan,
-        tok_s_gpu=(prompt + output) / duration / gpus,
-        output_tok_s_gpu=output / duration / gpus,
+        ttft_ms=ttft,
+        tpot_ms=tpot,
+        itl_ms=itl,
+        e2e_ms=e2e,
+        tokens_s=(prompt + output) / duration,
+        output_tokens_s=output / duration,
         requests_s=len(done) / duration,
         num_requests=len(done),
     )
