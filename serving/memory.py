@@ -7,6 +7,7 @@ sequences a worker's KV cache holds), so both agree on what fits.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .deployment import Deployment, WorkerGroup
@@ -89,18 +90,7 @@ def _batch_sequences(deployment: Deployment, role: str, problem: Problem) -> int
 
 def fit_reason(deployment: Deployment, problem: Problem) -> str | None:
     """Why ``deployment`` cannot hold weights + KV for its batch + reserve, or None if it fits."""
-    for role, group in deployment.groups().items():
-        mem = worker_memory(group, problem)
-        seq_tokens = problem.workload.isl if role == "prefill" else problem.workload.seq_len
-        seqs = _batch_sequences(deployment, role, problem)
-        need_kv = seqs * seq_tokens * mem.kv_per_token
-        if mem.weights + mem.reserve + need_kv > mem.capacity:
-            return (
-                f"memory: {role} {group.parallel.label()} needs {mem.weights / GIB:.1f} GiB weights"
-                f" + {need_kv / GIB:.1f} GiB KV ({seqs} seqs x {seq_tokens} tokens)"
-                f" + {mem.reserve / GIB:.1f} GiB reserve per GPU > {mem.capacity / GIB:.1f} GiB"
-            )
-    return None
+    return _kv_reason(deployment, problem, lambda role: _batch_sequences(deployment, role, problem))
 
 
 def start_reason(deployment: Deployment, problem: Problem) -> str | None:
@@ -112,14 +102,22 @@ def start_reason(deployment: Deployment, problem: Problem) -> str | None:
     room than the batch needs it simply runs smaller batches. Backends use this rule; the
     search space keeps :func:`fit_reason`, which also asks for room for the whole batch.
     """
+    return _kv_reason(deployment, problem, lambda role: 1)
+
+
+def _kv_reason(deployment: Deployment, problem: Problem, sequences: Callable[[str], int]) -> str | None:
+    """The first role whose GPUs cannot hold weights + reserve + KV for ``sequences(role)``
+    full-length sequences (``isl`` tokens on a prefill worker), as a ``memory:`` reason."""
     for role, group in deployment.groups().items():
         mem = worker_memory(group, problem)
         seq_tokens = problem.workload.isl if role == "prefill" else problem.workload.seq_len
-        need_kv = seq_tokens * mem.kv_per_token
+        seqs = sequences(role)
+        need_kv = seqs * seq_tokens * mem.kv_per_token
         if mem.weights + mem.reserve + need_kv > mem.capacity:
+            what = f"one {seq_tokens}-token sequence" if seqs == 1 else f"{seqs} seqs x {seq_tokens} tokens"
             return (
                 f"memory: {role} {group.parallel.label()} needs {mem.weights / GIB:.1f} GiB weights"
-                f" + {need_kv / GIB:.2f} GiB KV (one {seq_tokens}-token sequence)"
+                f" + {need_kv / GIB:.2f} GiB KV ({what})"
                 f" + {mem.reserve / GIB:.1f} GiB reserve per GPU > {mem.capacity / GIB:.1f} GiB"
             )
     return None
