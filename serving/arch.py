@@ -40,6 +40,10 @@ class ModelArch:
     v_head_dim: int = 0
     tied_embeddings: bool = False
     hf_id: str = ""
+    #: Block edge of the published FP8 checkpoint's weight scales (config.json
+    #: ``quantization_config.weight_block_size``, e.g. 128 for DeepSeek-V3/R1 and Qwen3-*-FP8);
+    #: 0 = per-tensor or per-channel scales (e.g. NVIDIA's Llama FP8 checkpoints).
+    fp8_weight_block: int = 0
 
     # -- shape -------------------------------------------------------------------------
     @property

@@ -112,6 +112,9 @@ def arch_from_hf_config(config: dict[str, Any], *, name: str) -> ModelArch:
     values.setdefault("intermediate", 4 * values["hidden"])
     if values.get("experts") and not values.get("moe_intermediate"):
         values["moe_intermediate"] = values["intermediate"]  # Mixtral/gpt-oss style configs
+    block = (cfg.get("quantization_config") or {}).get("weight_block_size")
+    if isinstance(block, list) and block:
+        values["fp8_weight_block"] = block[0]
     ints = {f.name for f in fields(ModelArch) if f.type in ("int", int)}
     clean: dict[str, Any] = {k: (int(v) if k in ints else bool(v)) for k, v in values.items()}
     return ModelArch(name=name, **clean)

@@ -59,6 +59,7 @@ class Constants:
     gemm_fixed_us: float
     roofline_sharpness: float
     fp4_compute_scale: float
+    fp8_block_compute_scale: float
     attn_decode_fixed_us: float
     attn_decode_hbm_efficiency: float
     attn_prefill_efficiency: float
@@ -96,6 +97,10 @@ class Constants:
         if generation == "blackwell":
             return self.gemm_compute_efficiency_blackwell
         return self.gemm_compute_efficiency
+
+    def precision_scale(self, precision: str) -> float:
+        """Share of the generation's GEMM fraction that ``precision``'s scaled GEMMs reach."""
+        return {"fp8": self.fp8_block_compute_scale, "fp4": self.fp4_compute_scale}.get(precision, 1.0)
 
     def kernel_speed(self, engine: str) -> float:
         """Speed of ``engine``'s kernels relative to the PyTorch/cuBLAS ones measured on H200."""

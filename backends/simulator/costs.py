@@ -119,11 +119,17 @@ class WorkerCost:
             self._attn_bw = gpu.measured_attn_decode_tb_s * 1e12 * speed
         self._peak = gpu.peak_tflops(problem.precision) * 1e12 * flop_eff
         if problem.precision == "fp4" and gpu.fp4_tflops:
-            # Block-scaled FP4 GEMMs reach a smaller share of their doubled peak.
-            self._peak *= c.fp4_compute_scale
+            # NVFP4 GEMMs (16-element block scales, activation quantisation) reach a smaller
+            # share of their doubled peak.
+            self._peak *= c.precision_scale("fp4")
         measured_peak = gpu.measured_tflops(problem.precision)
         if measured_peak is not None:
             self._peak = measured_peak * 1e12 * speed
+        if problem.precision == "fp8" and arch.fp8_weight_block:
+            # Block-scaled FP8 checkpoints (128x128 weight blocks, per-token-group activation
+            # scales) run slower GEMMs than the per-tensor e4m3 that h200.md and `tuner
+            # profile` time, so the scale applies on top of either figure.
+            self._peak *= c.precision_scale("fp8")
         self._gemm_fixed_s = (
             c.gemm_fixed_us if gpu.gemm_overhead_us is None else gpu.gemm_overhead_us
         ) * 1e-6
@@ -243,7 +249,8 @@ class WorkerCost:
         # Busiest EP rank: a persistent routing skew (moe_imbalance) on the mean, plus the
         # statistical excess of the largest of ep multinomial counts, ~sqrt(2 ln(ep) mean)
         # (expected maximum of ep near-Gaussian counts), which dominates at decode batches.
-        local = mean * c.moe_imbalance + (math.sqrt(2.0 * math.log(ep) * mean) if ep > 1 else 0.0)
+        # One EP rank (TP-only MoE) holds every expert: it computes all assignments, no skew.
+        local = mean * c.moe_imbalance + math.sqrt(2.0 * math.log(ep) * mean) if ep > 1 else mean
         ratio = local / mean if mean > 0.0 else 1.0
         touched = self._experts / ep * (1.0 - math.pow(1.0 - 1.0 / self._experts, assignments))
         # Grouped GEMMs (gate_up, down) pay a small fixed cost per touched expert on top of

@@ -88,6 +88,49 @@ def test_fp8_beats_bf16_for_70b(sim: SimulatorBackend) -> None:
         assert b.ttft_ms_p50 < a.ttft_ms_p50
 
 
+def test_block_scaled_fp8_is_priced_only_for_block_checkpoints() -> None:
+    # The block-FP8 scale slows compute-bound steps of a block-scaled checkpoint (Qwen3-FP8)
+    # and leaves a per-tensor one (Llama FP8) exactly as before.
+    import dataclasses
+
+    from backends.simulator import load_constants
+
+    base = load_constants()
+    slow = dataclasses.replace(base, fp8_block_compute_scale=0.5)
+    fast = dataclasses.replace(base, fp8_block_compute_scale=1.0)
+
+    def tok_s(model: str, consts: object) -> float:
+        backend = SimulatorBackend()
+        backend.constants = consts  # type: ignore[assignment]
+        prob = problem(model, precision="fp8", isl=8192, osl=64, ladder=(64,))
+        return backend.measure(agg(tp=4), prob)[0].tok_s_gpu
+
+    assert load_model("Qwen3-32B").fp8_weight_block == 128
+    assert load_model("Llama-3.1-70B").fp8_weight_block == 0
+    assert tok_s("Qwen3-32B", slow) < 0.9 * tok_s("Qwen3-32B", fast)
+    assert tok_s("Llama-3.1-70B", slow) == tok_s("Llama-3.1-70B", fast)
+
+
+def test_tp_only_moe_has_no_expert_skew() -> None:
+    # With ep = 1 every GPU holds a shard of every expert: it computes all routed tokens, so
+    # the busiest-EP-rank skew must not price TP-only MoE (it does price EP8).
+    import dataclasses
+
+    from backends.simulator import load_constants
+
+    base = dataclasses.replace(load_constants(), moe_imbalance=1.0)
+    skewed = dataclasses.replace(base, moe_imbalance=3.0)
+    prob = problem("Qwen3-235B-A22B", precision="fp8", isl=4096, osl=64, ladder=(256,))
+
+    def tok_s(dep: Deployment, consts: object) -> float:
+        backend = SimulatorBackend()
+        backend.constants = consts  # type: ignore[assignment]
+        return backend.measure(dep, prob)[0].tok_s_gpu
+
+    assert tok_s(agg(tp=8), skewed) == tok_s(agg(tp=8), base)
+    assert tok_s(agg(tp=8, ep=8), skewed) < 0.95 * tok_s(agg(tp=8, ep=8), base)
+
+
 def test_higher_tp_raises_interactivity_at_concurrency_1(sim: SimulatorBackend) -> None:
     prob = problem("Qwen3-32B", ladder=(1,))
     user = [sim.measure(agg(tp=tp), prob)[0].tok_s_user for tp in (1, 2, 4, 8)]

@@ -99,19 +99,29 @@ def test_guided_beats_random_on_a_small_problem(problem: Problem) -> None:
 
 
 def test_queue_stops_proposing_a_topology_that_keeps_failing(problem: Problem) -> None:
-    """Two failed trials of one topology: the queue proposes other topologies only."""
+    """Serial live flow where the predicted best topology fails every time it runs: once it
+    has failed twice, no later proposal of the queue has that topology."""
+    from optuna.trial import TrialState
+
     from tuner.guided import GuidedQueue
 
     space = load_space("dense-single-node")
     guide = GuidedSearch(space, problem, SLA(min_tok_s_user=20.0))
-    study = optuna.create_study(direction="maximize")
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     queue = GuidedQueue(guide, study, space, budget=50)
-    failing = guide.propose(1)[0].label()
-    same_label = [d for d in guide.propose(len(guide.feasible)) if d.label() == failing][:2]
-    assert len(same_label) == 2
-    for dep in same_label:
-        queue.after_trial(dep, [], measured=False, failed=True)
-    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
-    assert len(waiting) == 1
-    proposed = space.suggest(optuna.trial.FixedTrial(waiting[0].system_attrs["fixed_params"]), problem)
-    assert proposed.label() != failing
+    first = guide.propose(1)[0]
+    failing = first.label()
+    queue.after_trial(first, [], measured=False, failed=True)
+    failures, after_limit = 1, []
+    for _ in range(12):
+        proposed = bool(study.get_trials(states=(TrialState.WAITING,)))  # ask() takes it first
+        trial = study.ask()
+        dep = space.suggest(trial, problem)
+        study.tell(trial, state=TrialState.FAIL)
+        if proposed and failures >= GuidedQueue.FAILURES_PER_LABEL:
+            after_limit.append(dep.label())
+        failed = dep.label() == failing
+        failures += failed
+        queue.after_trial(dep, [], measured=False, failed=failed)
+    assert after_limit, "the queue made no proposal after the limit was reached"
+    assert failing not in after_limit

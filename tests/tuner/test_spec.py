@@ -98,6 +98,10 @@ def test_model_from_local_hf_config(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(config))
     problem = build_problem(parse_spec(with_change("model", str(tmp_path))))
     assert problem.arch.layers == 4 and problem.arch.head_dim == 32 and problem.arch.kv_heads == 2
+    assert problem.arch.fp8_weight_block == 0  # no quantization_config: per-tensor FP8 assumed
+    config["quantization_config"] = {"quant_method": "fp8", "weight_block_size": [128, 128]}  # type: ignore[assignment]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert build_problem(parse_spec(with_change("model", str(tmp_path)))).arch.fp8_weight_block == 128
 
 
 def test_yaml_syntax_error_is_one_line(tmp_path: Path) -> None:
