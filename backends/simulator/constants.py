@@ -65,6 +65,7 @@ class Constants:
     attn_prefill_efficiency: float
     elementwise_kernels_per_layer: float
     elementwise_fixed_us: float
+    kernel_fixed_scale: float
     elementwise_hidden_passes: float
     kernel_speed_trtllm: float
     kernel_speed_sglang: float

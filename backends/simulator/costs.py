@@ -50,6 +50,7 @@ class WorkerCost:
         "_dense_flops_per_tok",
         "_dense_layers",
         "_dp",
+        "_elem_fixed_s",
         "_ep",
         "_ep_link",
         "_expert_bytes",
@@ -130,12 +131,17 @@ class WorkerCost:
             # scales) run slower GEMMs than the per-tensor e4m3 that h200.md and `tuner
             # profile` time, so the scale applies on top of either figure.
             self._peak *= c.precision_scale("fp8")
-        self._gemm_fixed_s = (
-            c.gemm_fixed_us if gpu.gemm_overhead_us is None else gpu.gemm_overhead_us
-        ) * 1e-6
+        # Fixed per-kernel costs, as timed one kernel at a time (h200.md) or by a profile,
+        # times how much of them an engine's fused kernels and CUDA graphs still pay.
+        fixed = c.kernel_fixed_scale
+        gemm_us = c.gemm_fixed_us if gpu.gemm_overhead_us is None else gpu.gemm_overhead_us
+        self._gemm_fixed_s = fixed * 1e-6 * gemm_us
         self._attn_fixed_s = (
-            c.attn_decode_fixed_us if gpu.attn_decode_overhead_us is None else gpu.attn_decode_overhead_us
-        ) * 1e-6
+            fixed
+            * 1e-6
+            * (c.attn_decode_fixed_us if gpu.attn_decode_overhead_us is None else gpu.attn_decode_overhead_us)
+        )
+        self._elem_fixed_s = fixed * 1e-6 * c.elementwise_fixed_us
         # Multi-token prediction (DeepSeek-V3 MTP, one draft): every decode step verifies the
         # previous draft and proposes one, so it runs 2 query tokens per sequence plus the MTP
         # module (one extra layer) and emits 1 + acceptance tokens on average.
@@ -257,9 +263,7 @@ class WorkerCost:
         # the kernel's own (tile scheduling, per-expert scales); routing adds the router
         # GEMM, top-k, token permute and un-permute/sum kernels (vLLM fused_moe:
         # topk_softmax, moe_align_block_size, moe_sum; TRT-LLM/SGLang likewise).
-        fixed = (
-            c.moe_routing_kernels * c.elementwise_fixed_us + 2.0 * touched * c.moe_expert_fixed_us
-        ) * 1e-6
+        fixed = c.moe_routing_kernels * self._elem_fixed_s + 2.0 * touched * c.moe_expert_fixed_us * 1e-6
         t = fixed + self._gemm(touched * self._expert_bytes, local * self._expert_flops_per_tok, 2)
         if self._dp > 1 and ep > 1:
             # Dispatch and combine: each token goes to the distinct remote EP ranks of its
@@ -297,7 +301,7 @@ class WorkerCost:
             attn += prefill * prefill_ctx * self._attn_core_flops_pf / self._attn_pf_rate
         attn += self._all_reduce(tokens, self._tp, self._tp_link)  # after o_proj
         misc = (
-            c.elementwise_kernels_per_layer * c.elementwise_fixed_us * 1e-6
+            c.elementwise_kernels_per_layer * self._elem_fixed_s
             + tokens * self._hidden * ACT_BYTES * c.elementwise_hidden_passes / self._bw
         )
         per_layer = attn + misc
