@@ -341,24 +341,31 @@ Speed: one deployment over an 8-level ladder (check + measure, DeepSeek-R1 DEP8)
 Per-step GPU time from FLOPs and bytes (`backends/simulator/costs.py`): GEMMs joined
 bandwidth and compute regimes with a p-norm roofline and a fixed cost per kernel; decode
 attention streams KV; prefill attention is FLOPs at a fitted efficiency; MoE layers read the
-experts a step touches, with routing kernels, a per-expert cost, and a busiest EP rank of
-routing skew x mean + the multinomial excess sqrt(2 ln(EP) x mean), which sets its expert
-compute and its dispatch/combine all-to-all (or TP all-reduce); MLA uses its latent KV;
-fp8/fp4 weights and fp8 KV set bytes and peaks; host overhead per step and per running
-sequence. Agg serving is a fluid model of continuous batching with chunked prefill: a fitted
-share of each rank's users stays in phase (their prompts are prefilled together, in their
-TTFT), the rest arrive spread out and their prefill is mixed into decode steps (vLLM, TRT-
-LLM) or run as prefill-only steps ahead of decode (SGLang), in the others' TPOT; throughput
-follows from Little's law over the closed loop, users = rate x (TTFT + (osl - 1) TPOT), so
-the three metrics stay consistent; disagg matches the prefill and decode pool rates and adds
-the KV transfer. MTP rows use one draft token with a fitted acceptance rate.
+experts a step touches, with routing kernels, a per-expert cost, and (with expert parallelism)
+a busiest EP rank of routing skew x mean + the multinomial excess sqrt(2 ln(EP) x mean),
+which sets its expert compute and its dispatch/combine all-to-all; TP-only MoE computes every
+routed token on every GPU, with no skew, and all-reduces; MLA uses its latent KV; fp8/fp4
+weights and fp8 KV set bytes and peaks, and block-scaled FP8 checkpoints (the model's
+published `weight_block_size`, e.g. DeepSeek-R1 and Qwen3-FP8; Llama FP8 is per-tensor) run
+their GEMMs at a fitted share of the FP8 rate; the per-kernel fixed costs timed on an H200
+are scaled by one fitted factor (what engines' fusion and CUDA graphs leave of them); host
+overhead per step and per running sequence. Agg serving is a fluid model of continuous
+batching with chunked prefill: a fitted share of each rank's users stays in phase (their
+prompts are prefilled together, in their TTFT), the rest arrive spread out and their prefill
+is mixed into decode steps (vLLM, TRT-LLM) or run as prefill-only steps ahead of decode
+(SGLang), in the others' TPOT; throughput follows from Little's law over the closed loop,
+users = rate x (TTFT + (osl - 1) TPOT), so the three metrics stay consistent; disagg matches
+the prefill and decode pool rates and adds the KV transfer. MTP rows use one draft token with
+a fitted acceptance rate.
 
 Global constants (`backends/simulator/constants.yaml`) are refitted by `python
 benchmarks/fidelity/fit.py --write` (robust Cauchy-loss least squares on log errors, pulled
 towards the sourced priors in `benchmarks/fidelity/priors.yaml`): per GPU generation
 (Hopper, Blackwell) HBM and GEMM fractions of peak, per engine family (TRT-LLM, SGLang,
-vLLM) kernel speed, step overhead, request overhead and in-phase (burst) share; the cross-
-node collective latency. No per-point, per-model or per-configuration term exists.
+vLLM) kernel speed, step overhead, request overhead and in-phase (burst) share; the FP4 and
+block-FP8 GEMM shares, the per-kernel fixed-cost factor, the MoE skew and per-expert cost,
+the per-sequence host cost, the cross-node collective latency, the MTP acceptance. No
+per-point, per-model or per-configuration term exists.
 
 {constants}
 
@@ -388,21 +395,27 @@ priors measured on an H200 (`shared/fidelity/kernels/h200.md`).
 
 What would close the remaining gaps:
 
-- TTFT: the in-phase share is one constant per engine; the real phase structure also
-  depends on output length (long outputs de-phase users), DP balancing and length
-  randomisation (InferenceX rows use random lengths; `tuner validate` maps them as fixed).
-  An event-level simulation of one rank's scheduler for the first few cycles would replace
-  the fitted share. The fitted request overheads (65-150 ms) absorb part of this.
+- TTFT (cross-validated ~32% against 25%): the fitted per-engine request overheads
+  (tens to ~150 ms) are mostly the benchmark harness (HTTP, tokenisation, streaming), which
+  differs between AIC's sweeps, InferenceX and NIM, so they carry over poorly between sources
+  (InferenceX DeepSeek-R1 TTFT stays overpredicted). The in-phase share is one constant per
+  engine; the real phase structure also depends on DP balancing and length randomisation
+  (InferenceX uses random lengths; `tuner validate` maps them as fixed). An event-level
+  simulation of one rank's scheduler for the first cycles would replace the fitted share.
+  Tried and dropped (cross-validated error did not fall): an output-length de-phasing term,
+  an M/D/1 wait of spread-out prompts for prefill room, coupling the Hopper and Blackwell
+  fractions in the fit.
+- TPOT held out by GPU generation (~13%): with H100 held out the Hopper fractions fall back
+  to the PyTorch-kernel priors measured on an H200 (HBM 0.89), while engines on H100 fit
+  higher (HBM at its 0.95 bound); more Hopper GPUs in the data (H200 rows) would inform it.
 - The AIC GB200 Qwen3-32B sweep and a few InferenceX rows disagree with themselves (the same
   configuration measured twice 2-5x apart); they cap the share within ±20% and are not fitted
   away.
-- DeepSeek-R1 disagg on H100 (TEP16/DEP16 across nodes): the cross-node collective latency
-  is now fitted (prior 20 us, NCCL LL over IB), but only these rows inform it, so no fold
-  cross-validates it; TEP16 decode is still ~1.6x too fast.
-- MoE: `moe_imbalance` sits at its cap even with the statistical busiest-rank term, and
-  Qwen3-235B max-throughput is underpredicted (x0.6-0.7) while its decode is not: small-M
-  grouped-GEMM tiles (padding per touched expert) would price decode up without taxing
-  large batches, freeing the skew constant to its EPLB value (~1.2-1.3).
+- DeepSeek-R1 disagg on H100 (TEP16/DEP16 across nodes): only these rows inform the
+  cross-node collective latency, so no fold cross-validates it.
+- MoE: the skew constant stays far above EPLB's ~1.2-1.3 and Qwen3-235B max-throughput is
+  underpredicted, which points at missing MoE prefill cost (DEP all-to-all at prefill
+  batches, grouped-GEMM tile padding per touched expert).
 """
 
 
