@@ -73,7 +73,9 @@ class Constants:
     step_overhead_us_trtllm: float
     step_overhead_us_sglang: float
     step_overhead_us_vllm: float
-    seq_overhead_us: float
+    seq_overhead_us_trtllm: float
+    seq_overhead_us_sglang: float
+    seq_overhead_us_vllm: float
     request_overhead_us_trtllm: float
     request_overhead_us_sglang: float
     request_overhead_us_vllm: float
@@ -118,6 +120,10 @@ class Constants:
     def step_overhead_s(self, engine: str) -> float:
         """Per-step engine time outside the GPU graph for ``engine``, in seconds."""
         return float(getattr(self, f"step_overhead_us_{engine}")) * 1e-6
+
+    def seq_overhead_s(self, engine: str) -> float:
+        """Host time ``engine`` spends per running sequence per step, in seconds."""
+        return float(getattr(self, f"seq_overhead_us_{engine}")) * 1e-6
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

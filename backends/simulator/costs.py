@@ -157,7 +157,7 @@ class WorkerCost:
         # off: sglang/srt/managers/scheduler.py get_next_batch_to_run, server_args.py);
         # vLLM V1 and TRT-LLM's in-flight batching mix prefill chunks into decode steps.
         self.prefill_first = engine == "sglang"
-        self._seq_overhead = c.seq_overhead_us * 1e-6
+        self._seq_overhead = c.seq_overhead_s(engine)
         kv_elem = kv_bytes_per_element(group.knobs.kv_cache_dtype, problem.precision)
         # Attention math runs in the KV-cache format (fp8 KV -> fp8 attention kernels).
         attn_prec = "fp8" if kv_elem < 2 else "bf16"

@@ -66,7 +66,9 @@ FIT: dict[str, tuple[float, float]] = {
     "fp8_block_compute_scale": (0.3, 1.0),
     "moe_expert_fixed_us": (0.02, 10.0),
     "kernel_fixed_scale": (0.05, 2.0),
-    "seq_overhead_us": (0.1, 100.0),
+    "seq_overhead_us_trtllm": (0.1, 100.0),
+    "seq_overhead_us_sglang": (0.1, 100.0),
+    "seq_overhead_us_vllm": (0.1, 100.0),
     "ib_latency_us": (5.0, 200.0),
 }
 #: Residual scale per metric (log units): the error we aim for, so each metric counts
