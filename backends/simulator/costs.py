@@ -134,13 +134,12 @@ class WorkerCost:
         # Fixed per-kernel costs, as timed one kernel at a time (h200.md) or by a profile,
         # times how much of them an engine's fused kernels and CUDA graphs still pay.
         fixed = c.kernel_fixed_scale
-        gemm_us = c.gemm_fixed_us if gpu.gemm_overhead_us is None else gpu.gemm_overhead_us
+        gemm_us = gpu.gemm_overhead_us
+        gemm_us = c.gemm_fixed_us if gemm_us is None else gemm_us
         self._gemm_fixed_s = fixed * 1e-6 * gemm_us
-        self._attn_fixed_s = (
-            fixed
-            * 1e-6
-            * (c.attn_decode_fixed_us if gpu.attn_decode_overhead_us is None else gpu.attn_decode_overhead_us)
-        )
+        attn_us = gpu.attn_decode_overhead_us
+        attn_us = c.attn_decode_fixed_us if attn_us is None else attn_us
+        self._attn_fixed_s = fixed * 1e-6 * attn_us
         self._elem_fixed_s = fixed * 1e-6 * c.elementwise_fixed_us
         # Multi-token prediction (DeepSeek-V3 MTP, one draft): every decode step verifies the
         # previous draft and proposes one, so it runs 2 query tokens per sequence plus the MTP
