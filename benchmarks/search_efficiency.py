@@ -23,6 +23,7 @@ benchmark times the samplers, not the simulator. Usage::
 
     python benchmarks/search_efficiency.py            # full: 10 seeds; 27 min on 2 busy cores
     python benchmarks/search_efficiency.py --quick    # 3 seeds, no GP, a few minutes
+    python benchmarks/search_efficiency.py --problems r1 --samplers tpe --no-live  # MoE, TPE only
 
 Writes ``docs/search_efficiency.png`` and prints markdown tables.
 """
@@ -180,10 +181,10 @@ def _hv(points: list[tuple[float, float]]) -> float:
 
 
 # -- one sampler run ------------------------------------------------------------------------
-def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def _sampler(name: str, seed: int, candidates: int) -> optuna.samplers.BaseSampler:
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
-    return make_sampler(name, seed=seed)
+    return make_sampler(name, seed=seed, candidates=candidates)
 
 
 def measured_order(study: optuna.Study) -> list[str]:
@@ -217,7 +218,8 @@ def run_sampler(case: Case, table: Table, sampler: str, seed: int) -> dict[str, 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, seed))
+        candidates = len(table.points) + len(table.reasons)
+        study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, seed, candidates))
         started = time.perf_counter()
         run_trials(
             study,
@@ -257,7 +259,10 @@ def run_live(case: Case, method: str, seed: int, budget: int) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sampler = "random" if method == "guided" else method
-        study = optuna.create_study(direction="maximize", sampler=make_sampler(sampler, seed=seed))
+        candidates = sum(1 for _ in space.candidates(case.problem))
+        study = optuna.create_study(
+            direction="maximize", sampler=make_sampler(sampler, seed=seed, candidates=candidates)
+        )
         kw: dict[str, Any] = dict(
             space=space, backend=world, problem=case.problem, sla=case.sla, objective="sla", on_trial=on_trial
         )
@@ -305,15 +310,18 @@ def _world_truth(case: Case, world: StandInWorld) -> dict[str, float]:
 _TABLES: dict[str, Table] = {}  # filled before the pool forks, read by the workers
 
 
+_CASES: list[Case] = []  # the chosen problems, set before the pool forks
+
+
 def _task(args: tuple[int, str, int]) -> tuple[int, str, int, dict[str, float]]:
     index, sampler, seed = args
-    case = cases()[index]
+    case = _CASES[index]
     return index, sampler, seed, run_sampler(case, _TABLES[case.problem.arch.name], sampler, seed)
 
 
 def _live_task(args: tuple[int, str, int, int]) -> tuple[int, str, float]:
     index, method, seed, budget = args
-    return index, method, run_live(cases()[index], method, seed, budget)
+    return index, method, run_live(_CASES[index], method, seed, budget)
 
 
 def _median(values: list[float]) -> float:
@@ -333,8 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gp-seeds", type=int, default=1, help="seeds for the slow GP sampler (~4 min a MoE run)"
     )
+    parser.add_argument(
+        "--problems", default="", help="comma-separated parts of problem names to run (default: all)"
+    )
     parser.add_argument("--no-live", action="store_true", help="skip the guided-search comparison")
-    parser.add_argument("--plot", default=str(DOCS / "search_efficiency.png"))
+    parser.add_argument(
+        "--plot", default=None, help="chart path (default docs/search_efficiency.png; none with --problems)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     seeds = args.seeds or (3 if args.quick else 10)
@@ -343,7 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     if "gp" in samplers and (args.quick or not has_gp):
         samplers.remove("gp")
         print("GP skipped:", "--quick" if has_gp else "torch and scipy are not importable")
-    all_cases = cases()
+    wanted = [w for w in args.problems.split(",") if w]
+    all_cases = [c for c in cases() if not wanted or any(w in c.name for w in wanted)]
+    if not all_cases:
+        parser.error(f"--problems {args.problems!r} matches none of: {', '.join(c.name for c in cases())}")
+    _CASES[:] = all_cases
     sim = SimulatorBackend()
     started = time.perf_counter()
     for case in all_cases:
@@ -366,8 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(all_cases, samplers, results))
     if live:
         print(live)
-    _plot(all_cases, samplers, results, Path(args.plot))
-    print(f"\nplot: {args.plot}")
+    plot = args.plot or (None if wanted else str(DOCS / "search_efficiency.png"))
+    if plot:  # a subset of the problems does not overwrite the docs' chart unless asked
+        _plot(all_cases, samplers, results, Path(plot))
+        print(f"\nplot: {plot}")
     return 0
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "join_study",
     "open_study",
     "space_of",
+    "space_size",
 ]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -63,7 +64,7 @@ def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = No
     directions: list[optuna.study.StudyDirection] = [optuna.study.StudyDirection.MAXIMIZE] * (
         1 if spec.study.objective == "sla" else 2
     )
-    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed)
+    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed, candidates=space_size(spec))
     url = spec.storage_url()
     with storage_errors(url):
         study = optuna.create_study(
@@ -93,6 +94,12 @@ def space_of(spec: StudySpec) -> search_spaces.SearchSpace:
     return search_spaces.load_space(
         default_preset(spec, build_problem(spec)), dict(spec.search_space.overrides)
     )
+
+
+def space_size(spec: StudySpec) -> int:
+    """How many deployments the spec's search space holds for its problem (sizes the
+    sampler's random startup; enumerating takes well under a second for the presets)."""
+    return sum(1 for _ in space_of(spec).candidates(build_problem(spec)))
 
 
 def check_compatible(study: optuna.Study, spec: StudySpec) -> None:
@@ -129,7 +136,9 @@ def join_study(
             )
         probe = optuna.load_study(study_name=study_name, storage=storage)
         spec = parse_spec(probe.user_attrs[SPEC_ATTR])
-        sampler = make_sampler(spec.study.sampler, seed=spec.study.seed if seed is None else seed)
+        sampler = make_sampler(
+            spec.study.sampler, seed=spec.study.seed if seed is None else seed, candidates=space_size(spec)
+        )
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     check_compatible(study, spec)
     return spec, study, storage

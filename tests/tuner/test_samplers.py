@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import optuna
 import pytest
 
 from tuner.errors import ConfigError
-from tuner.samplers import DEFAULT_SAMPLER, make_sampler
-from tuner.spec import SAMPLERS, StudyOptions
+from tuner.samplers import DEFAULT_SAMPLER, make_sampler, tpe_startup_trials
+from tuner.spec import SAMPLERS, StudyOptions, load_spec
+from tuner.studies import open_study, space_size
+
+from .conftest import small_spec
 
 
 def test_default_sampler_is_the_benchmark_winner() -> None:
@@ -48,3 +52,22 @@ def test_tpe_models_a_quarter_of_the_trials_as_good() -> None:
     sampler = make_sampler("tpe", seed=0)
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert [sampler._gamma(n) for n in (4, 20, 60, 200)] == [1, 5, 15, 25]
+
+
+@pytest.mark.parametrize(
+    ("candidates", "startup"),
+    [(24, 10), (336, 10), (648, 10), (1000, 15), (1338, 20), (20000, 20), (None, 20)],
+)
+def test_tpe_random_startup_scales_with_the_space(candidates: int | None, startup: int) -> None:
+    # tuner/samplers.py TPE_STARTUP_*: 1.5% of the candidates, between 10 and 20.
+    assert tpe_startup_trials(candidates) == startup
+    sampler = make_sampler("tpe", seed=0, candidates=candidates)
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._n_startup_trials == startup
+
+
+def test_a_study_sizes_tpe_startup_from_its_space(tmp_path: Path) -> None:
+    spec = load_spec(small_spec(tmp_path, study={"sampler": "tpe"}))
+    sampler = open_study(spec, optuna.storages.InMemoryStorage()).sampler
+    assert isinstance(sampler, optuna.samplers.TPESampler)
+    assert sampler._n_startup_trials == tpe_startup_trials(space_size(spec)) == 10
