@@ -51,6 +51,7 @@ __all__ = [
     "RowError",
     "Summary",
     "format_summary",
+    "positive_float",
     "read_points",
     "row_deployment",
     "summarize",
@@ -322,7 +323,8 @@ class Summary:
     slices: dict[tuple[str, str], SliceStats]
 
 
-def _float(text: str | None) -> float:
+def positive_float(text: str | None) -> float:
+    """A measured cell as a number; NaN when blank, unparsable, zero or negative."""
     try:
         value = float(text or "nan")
     except ValueError:
@@ -351,7 +353,7 @@ def summarize(
         for measured, col in METRICS:
             pairs = []
             for row, pred in members:
-                m, p = _float(row.get(measured)), pred.values.get(col, math.nan)
+                m, p = positive_float(row.get(measured)), pred.values.get(col, math.nan)
                 if pred.status == "ok" and math.isfinite(m) and math.isfinite(p):
                     pairs.append((p, m))
             metrics[measured] = MetricStats.of(pairs)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from tuner.validate import Prediction, Predictor, read_points  # noqa: E402
+from tuner.validate import Prediction, Predictor, positive_float, read_points  # noqa: E402
 
 __all__ = ["GPUS", "MODEL", "TITLE", "Curve", "collect", "main", "seed_chart_section"]
 
@@ -44,14 +44,6 @@ BAND = 1.2
 MIN_LADDER_TOP = 64
 LADDER_STEPS = 40
 _WORKER = re.compile(r"^(\d+)x([A-Z]+)(\d+)$")
-
-
-def _num(text: str | None) -> float:
-    try:
-        value = float(text or "nan")
-    except ValueError:
-        return math.nan
-    return value if math.isfinite(value) and value > 0 else math.nan
 
 
 def _worker_kind(part: str) -> str:
@@ -72,9 +64,9 @@ class Point:
         return int(float(self.row["concurrency"]))
 
     def measured(self, metric: str) -> float:
-        value = _num(self.row.get(metric))
+        value = positive_float(self.row.get(metric))
         if metric == "tok_s_user" and math.isnan(value):
-            tpot = _num(self.row.get("tpot_ms"))
+            tpot = positive_float(self.row.get("tpot_ms"))
             value = 1000.0 / tpot if tpot > 0 else math.nan
         return value
 
@@ -109,8 +101,8 @@ class Curve:
     @property
     def prefill_decode_gpus(self) -> tuple[int, int]:
         row = self.points[0].row
-        p = int(_num(row["p_workers"]) * _num(row["p_tp"]) * _num(row["p_dp"]))
-        d = int(_num(row["d_workers"]) * _num(row["d_tp"]) * _num(row["d_dp"]))
+        p = int(positive_float(row["p_workers"]) * positive_float(row["p_tp"]) * positive_float(row["p_dp"]))
+        d = int(positive_float(row["d_workers"]) * positive_float(row["d_tp"]) * positive_float(row["d_dp"]))
         return p, d
 
     def scored(self) -> list[Point]:
@@ -130,7 +122,7 @@ def _selected(row: Mapping[str, str], mode: str) -> bool:
         and row.get("mode") == mode
         and row.get("kind") == "load_point"
         and (row.get("spec_decode") or "none") == "none"
-        and _num(row.get("concurrency")) > 0
+        and positive_float(row.get("concurrency")) > 0
     )
 
 
@@ -194,7 +186,11 @@ def _plot_gpu(path: Path, gpu: str, curves: Sequence[Curve], agg: Sequence[Mappi
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.6 * nrows), dpi=110, squeeze=False)
     cmap = plt.get_cmap("tab10")
     for ax, panel in zip(axes.flat, panels, strict=False):
-        xs_agg = [(_num(r.get("tok_s_user")), _num(r.get("tok_s_gpu"))) for r in agg if _panel(r) == panel]
+        xs_agg = [
+            (positive_float(r.get("tok_s_user")), positive_float(r.get("tok_s_gpu")))
+            for r in agg
+            if _panel(r) == panel
+        ]
         xs_agg = [(x, y) for x, y in xs_agg if x > 0 and y > 0]
         if xs_agg:
             ax.scatter(
