@@ -25,7 +25,8 @@ benchmark times the samplers, not the simulator. Usage::
     python benchmarks/search_efficiency.py --quick    # 3 seeds, no GP, a few minutes
     python benchmarks/search_efficiency.py --problems r1 --samplers tpe --no-live  # MoE, TPE only
 
-Writes ``docs/search_efficiency.png`` and prints markdown tables.
+Writes ``docs/search_efficiency.png`` (with ``--problems``, only where ``--plot`` says) and
+prints markdown tables.
 """
 
 from __future__ import annotations
