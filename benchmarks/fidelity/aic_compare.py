@@ -74,12 +74,13 @@ def both_price(
     }
 
 
-def _cell(summary: Summary, key: tuple[str, str], metric: str) -> str:
+def slice_cell(summary: Summary, key: tuple[str, str], metric: str, *, pairs: bool = True) -> str:
+    """``median |error|% (share within ±20%[; pairs])`` of one slice and metric, or ``-``."""
     st = summary.slices.get(key)
     if st is None or not st.metrics[metric].n:
         return "-"
     m = st.metrics[metric]
-    return f"{m.mape:.1f}% ({m.within20:.0f}%; {m.n})"
+    return f"{m.mape:.1f}% ({m.within20:.0f}%; {m.n})" if pairs else f"{m.mape:.1f}% ({m.within20:.0f}%)"
 
 
 def side_by_side(
@@ -104,7 +105,7 @@ def side_by_side(
     lines = [f"| evaluation | {titles} |", "|---|" + "---|" * len(columns)]
     for label, preds in evaluations.items():
         summary = summarize(rows, preds, keep=select)
-        lines.append(f"| {label} | " + " | ".join(_cell(summary, k, m) for _, k, m in columns) + " |")
+        lines.append(f"| {label} | " + " | ".join(slice_cell(summary, k, m) for _, k, m in columns) + " |")
     return "\n".join(lines), len(shared)
 
 

@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from aic_compare import AIC_LABEL, AIC_PREDICTIONS, aic_report  # noqa: E402
+from aic_compare import AIC_LABEL, AIC_PREDICTIONS, aic_report, slice_cell  # noqa: E402
 from fit import DEFAULT_CSV, FIT, Case, fit_constants, load_cases, load_rows, predict_cases  # noqa: E402
 from seed_chart import seed_chart_section  # noqa: E402
 
@@ -205,22 +205,14 @@ HEADLINE = (
 )
 
 
-def _headline_cell(summary: Summary, key: tuple[str, str], metric: str) -> str:
-    st = summary.slices.get(key)
-    if st is None or not st.metrics[metric].n:
-        return "-"
-    m = st.metrics[metric]
-    return f"{m.mape:.1f}% ({m.within20:.0f}%)"
-
-
 def _headline(summary_tables: Mapping[str, Summary], aic: Summary | None = None) -> str:
     titles = " | ".join(t for t, _, _ in HEADLINE)
     lines = [f"| evaluation | coverage | {titles} |", "|---|---|" + "---|" * len(HEADLINE)]
     for label, summary in summary_tables.items():
-        cells = " | ".join(_headline_cell(summary, key, metric) for _, key, metric in HEADLINE)
+        cells = " | ".join(slice_cell(summary, key, metric, pairs=False) for _, key, metric in HEADLINE)
         lines.append(f"| {label} | {summary.slices[('all', '')].coverage:.1f}% | {cells} |")
     if aic is not None:  # measured by benchmarks/fidelity/aic.py; its cells cover the rows it prices
-        cells = " | ".join(_headline_cell(aic, key, metric) for _, key, metric in HEADLINE)
+        cells = " | ".join(slice_cell(aic, key, metric, pairs=False) for _, key, metric in HEADLINE)
         lines.append(f"| {AIC_LABEL} (rows it prices) | {aic.slices[('all', '')].coverage:.1f}% | {cells} |")
     return "\n".join(lines)
 
