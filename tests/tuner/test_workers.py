@@ -85,13 +85,19 @@ def test_three_workers_match_single_worker_front(tmp_path: Path, pg_url: str) ->
     single = tune(load_spec(small_spec(tmp_path / "single", study=grid)))
 
     trials = shared.study.get_trials(deepcopy=False)
-    assert trials and all(t.state == TrialState.COMPLETE for t in trials)  # every trial accounted for
     keys = measured_keys(shared.study)
     assert len(keys) == len(set(keys)), "a deployment was measured twice"
     assert set(keys) == set(measured_keys(single.study))
     # Workers that ask at the same moment may overshoot the budget by one trial each: an
-    # extra draw, answered from storage, never a second measurement.
-    assert len(single.study.trials) <= len(trials) <= len(single.study.trials) + 2
+    # extra draw past the queued grid, never a second measurement. It is answered from
+    # storage, or given up as PRUNED when another worker is still measuring the deployment
+    # it drew ("busy") or its knobs do not fit ("infeasible"): seen on a starved CPU.
+    overshoot = len(trials) - len(single.study.trials)
+    assert 0 <= overshoot <= 2
+    others = [t for t in trials if t.state != TrialState.COMPLETE]
+    assert len(others) <= overshoot, [(t.number, t.state, t.user_attrs) for t in others]
+    for t in others:  # every trial accounted for, with its reason
+        assert t.state == TrialState.PRUNED and ("busy" in t.user_attrs or "infeasible" in t.user_attrs)
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) >= 2, f"expected the trials spread over workers, got {workers}"
     assert front_rows(shared.points) == front_rows(single.points)
