@@ -16,7 +16,9 @@ record:
 
 Then the simulator-guided live search (:mod:`tuner.guided`) against plain TPE and random on
 a stand-in "live" world (:mod:`benchmarks.standin_world`: hidden constants + noise): live
-trials until the pick is within 2% of that world's optimum.
+trials until the pick is within 2% of that world's optimum. ``--world harsh`` draws
+per-seed constants that reorder the top of the simulator's ranking; a table before the live
+one says how far the simulator's prior ranking is from each world's truth.
 
 Each problem is priced exhaustively once and trials are answered from that table, so the
 benchmark times the samplers, not the simulator. Usage::
@@ -24,6 +26,7 @@ benchmark times the samplers, not the simulator. Usage::
     python benchmarks/search_efficiency.py            # full: 10 seeds; 27 min on 2 busy cores
     python benchmarks/search_efficiency.py --quick    # 3 seeds, no GP, a few minutes
     python benchmarks/search_efficiency.py --problems r1 --samplers tpe --no-live  # MoE, TPE only
+    python benchmarks/search_efficiency.py --samplers '' --world harsh  # live comparison only
 
 Writes ``docs/search_efficiency.png`` (with ``--problems``, only where ``--plot`` says) and
 prints markdown tables.
@@ -52,7 +55,7 @@ from optuna.trial import TrialState
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backends.simulator import SimulatorBackend
-from benchmarks.standin_world import StandInWorld
+from benchmarks.standin_world import WORLDS, StandInWorld
 from search_spaces import SearchSpace, infeasible_reason, load_space
 from serving import CandidateFailed, Deployment, LoadPoint, Problem, Workload, load_gpu, load_model
 from tuner.guided import GuidedSearch
@@ -238,12 +241,13 @@ def run_sampler(case: Case, table: Table, sampler: str, seed: int) -> dict[str, 
 
 
 # -- guided search on a stand-in world --------------------------------------------------------
-def run_live(case: Case, method: str, seed: int, budget: int) -> float:
+def run_live(case: Case, method: str, seed: int, budget: int, world: str = "default") -> float:
     """Live trials until the pick (best measured, noisy) is truly within 2% of the world's
-    optimum; ``inf`` if not within ``budget`` trials."""
-    world = StandInWorld(seed=seed)
+    optimum; ``inf`` if not within ``budget`` trials. ``world``: a
+    :data:`benchmarks.standin_world.WORLDS` name (the harsh world's constants follow ``seed``)."""
+    live = StandInWorld(seed=seed, world=world)
     space = load_space(case.preset)
-    truth = _world_truth(case, world)
+    truth = _world_truth(case, live)
     optimum = max(truth.values())
     picks: list[tuple[float, str]] = []
 
@@ -265,7 +269,7 @@ def run_live(case: Case, method: str, seed: int, budget: int) -> float:
             direction="maximize", sampler=make_sampler(sampler, seed=seed, candidates=candidates)
         )
         kw: dict[str, Any] = dict(
-            space=space, backend=world, problem=case.problem, sla=case.sla, objective="sla", on_trial=on_trial
+            space=space, backend=live, problem=case.problem, sla=case.sla, objective="sla", on_trial=on_trial
         )
         guide = GuidedSearch(space, case.problem, case.sla, "sla") if method == "guided" else None
         for measured in range(1, budget + 1):
@@ -291,11 +295,14 @@ def _finished(study: optuna.Study) -> int:
     )
 
 
-_TRUTH: dict[str, dict[str, float]] = {}
+_TRUTH: dict[tuple[str, tuple[tuple[str, float], ...]], dict[str, float]] = {}
 
 
 def _world_truth(case: Case, world: StandInWorld) -> dict[str, float]:
-    if case.name not in _TRUTH:
+    """Noiseless SLA value of every feasible deployment in ``world``, cached per hidden
+    constants (the default world's are the same for every seed, the harsh world's are not)."""
+    cache_key = (case.name, tuple(sorted(world.multipliers.items())))
+    if cache_key not in _TRUTH:
         space = load_space(case.preset)
         out = {}
         for d in space.candidates(case.problem):
@@ -303,8 +310,26 @@ def _world_truth(case: Case, world: StandInWorld) -> dict[str, float]:
                 continue
             values, violation = objective_values(world.true_points(d, case.problem), case.sla, "sla")
             out[d.key()] = values[0] if violation == 0 else 0.0
-        _TRUTH[case.name] = out
-    return _TRUTH[case.name]
+        _TRUTH[cache_key] = out
+    return _TRUTH[cache_key]
+
+
+def harshness(case: Case, world: str, seed: int) -> tuple[int, int, float]:
+    """How far the simulator's prior ranking (packaged constants, the order
+    :class:`GuidedSearch` proposes in before any refit) is from ``world``'s truth: the rank
+    of the first deployment within 2% of the world's optimum, counted in deployments and in
+    distinct topologies (labels), and the true value of the prior's top pick / optimum."""
+    guide = GuidedSearch(load_space(case.preset), case.problem, case.sla, "sla")
+    truth = _world_truth(case, StandInWorld(seed=seed, world=world))
+    optimum = max(truth.values())
+    labels: list[str] = []
+    ranked = guide.propose(len(guide.feasible))
+    for rank, d in enumerate(ranked, 1):
+        if d.label() not in labels:
+            labels.append(d.label())
+        if truth[d.key()] >= (1 - WITHIN) * optimum:
+            return rank, len(labels), truth[ranked[0].key()] / optimum
+    raise AssertionError("the world's optimum is not in the prior ranking")
 
 
 # -- driver -------------------------------------------------------------------------------------
@@ -320,9 +345,14 @@ def _task(args: tuple[int, str, int]) -> tuple[int, str, int, dict[str, float]]:
     return index, sampler, seed, run_sampler(case, _TABLES[case.problem.arch.name], sampler, seed)
 
 
-def _live_task(args: tuple[int, str, int, int]) -> tuple[int, str, float]:
-    index, method, seed, budget = args
-    return index, method, run_live(_CASES[index], method, seed, budget)
+def _live_task(args: tuple[int, str, int, int, str]) -> tuple[int, str, float]:
+    index, method, seed, budget, world = args
+    return index, method, run_live(_CASES[index], method, seed, budget, world)
+
+
+def _harshness_task(args: tuple[int, int, str]) -> tuple[int, tuple[int, int, float]]:
+    index, seed, world = args
+    return index, harshness(_CASES[index], world, seed)
 
 
 def _median(values: list[float]) -> float:
@@ -346,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         "--problems", default="", help="comma-separated parts of problem names to run (default: all)"
     )
     parser.add_argument("--no-live", action="store_true", help="skip the guided-search comparison")
+    parser.add_argument(
+        "--world",
+        choices=WORLDS,
+        default="default",
+        help="stand-in world of the guided-search comparison (harsh: per-seed constants)",
+    )
     parser.add_argument(
         "--plot", default=None, help="chart path (default docs/search_efficiency.png; none with --problems)"
     )
@@ -379,39 +415,72 @@ def main(argv: list[str] | None = None) -> int:
     with ctx.Pool(args.jobs) as pool:
         for index, sampler, _seed, out in pool.imap_unordered(_task, tasks):
             results.setdefault((index, sampler), []).append(out)
-        live = [] if args.no_live else _live_results(pool, all_cases, seeds)
+        live = "" if args.no_live else _live_results(pool, all_cases, seeds, args.world)
     print(f"\nsampler runs: {time.perf_counter() - started:.0f}s\n")
-    print(_table(all_cases, samplers, results))
+    if samplers:  # --samplers '' runs only the live comparison
+        print(_table(all_cases, samplers, results))
     if live:
         print(live)
     plot = args.plot or (None if wanted else str(DOCS / "search_efficiency.png"))
-    if plot:  # a subset of the problems does not overwrite the docs' chart unless asked
+    if plot and samplers:  # a subset of the problems does not overwrite the docs' chart unless asked
         _plot(all_cases, samplers, results, Path(plot))
         print(f"\nplot: {plot}")
     return 0
 
 
-def _live_results(pool: Any, all_cases: list[Case], seeds: int) -> str:
+def _live_results(pool: Any, all_cases: list[Case], seeds: int, world: str) -> str:
     chosen = [i for i, c in enumerate(all_cases)]
     budgets = {
         i: min(60, math.ceil(0.2 * len(_TABLES[all_cases[i].problem.arch.name].points))) for i in chosen
     }
+    lines = _harshness_table(pool, all_cases, seeds, world)
     tasks = [
-        (i, m, seed, budgets[i]) for i in chosen for m in ("guided", "tpe", "random") for seed in range(seeds)
+        (i, m, seed, budgets[i], world)
+        for i in chosen
+        for m in ("guided", "tpe", "random")
+        for seed in range(seeds)
     ]
     found: dict[tuple[int, str], list[float]] = {}
     for index, method, value in pool.imap_unordered(_live_task, tasks):
         found.setdefault((index, method), []).append(value)
-    lines = [
-        "\nLive trials to within 2% of the stand-in world's optimum (median over seeds; "
-        "world = simulator with hidden constants + 3% noise)\n",
+    lines += [
+        f"\nLive trials to within 2% of the stand-in world's optimum (median, range over "
+        f"{seeds} seeds; world {world!r} = simulator with hidden constants + 3% noise)\n",
         "| problem | guided | TPE | random |",
         "|---|---|---|---|",
     ]
     for i in chosen:
-        row = [_fmt_trials(_median(found[i, m]), budgets[i]) for m in ("guided", "tpe", "random")]
+        row = []
+        for m in ("guided", "tpe", "random"):
+            values = sorted(found[i, m])
+            span = f"{_fmt_trials(values[0], budgets[i])}-{_fmt_trials(values[-1], budgets[i])}"
+            row.append(f"{_fmt_trials(_median(values), budgets[i])} ({span})")
         lines.append(f"| {all_cases[i].name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _harshness_table(pool: Any, all_cases: list[Case], seeds: int, world: str) -> list[str]:
+    found: dict[int, list[tuple[int, int, float]]] = {}
+    jobs = [(i, seed, world) for i in range(len(all_cases)) for seed in range(seeds)]
+    for index, out in pool.imap_unordered(_harshness_task, jobs):
+        found.setdefault(index, []).append(out)
+    lines = [
+        f"\nHow far the simulator's prior ranking is from the {world!r} world's truth "
+        f"({seeds} seeds): rank in the prior of the first deployment within 2% of the "
+        "world's optimum (median, range; in deployments and in distinct topologies), and "
+        "the true value of the prior's top pick relative to the optimum (median, worst)\n",
+        "| problem | rank (deployments) | rank (topologies) | prior top-1 within 2% | top-1 / optimum |",
+        "|---|---|---|---|---|",
+    ]
+    for i, case in enumerate(all_cases):
+        ranks, topo, top = (sorted(col) for col in zip(*found[i], strict=True))
+        hits = sum(t >= 1 - WITHIN for t in top)
+        lines.append(
+            f"| {case.name} | {_median(ranks):g} ({ranks[0]}-{ranks[-1]}) | "
+            f"{_median(topo):g} ({topo[0]}-{topo[-1]}) | {hits}/{len(top)} | "
+            f"{_median(top):.1%} ({top[0]:.1%}) |"
+        )
+    return lines
 
 
 def _table(
