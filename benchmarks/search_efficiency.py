@@ -58,6 +58,7 @@ from backends.simulator import SimulatorBackend
 from benchmarks.standin_world import WORLDS, StandInWorld
 from search_spaces import SearchSpace, infeasible_reason, load_space
 from serving import CandidateFailed, Deployment, LoadPoint, Problem, Workload, load_gpu, load_model
+from tuner.explore import EXPLORE_AFTER, explorer_for
 from tuner.guided import GuidedSearch
 from tuner.samplers import make_sampler
 from tuner.sla import SLA
@@ -215,8 +216,11 @@ def score(order: list[str], table: Table, sla: SLA) -> dict[str, float]:
     return out
 
 
-def run_sampler(case: Case, table: Table, sampler: str, seed: int) -> dict[str, float]:
-    """One seeded study over ``case`` through the product's study loop."""
+def run_sampler(
+    case: Case, table: Table, sampler: str, seed: int, explore_after: int = EXPLORE_AFTER
+) -> dict[str, float]:
+    """One seeded study over ``case`` through the product's study loop (with its exploration
+    after ``explore_after`` re-proposals, :mod:`tuner.explore`; 0: without)."""
     budget = math.ceil(max(FRACTIONS) * len(table.points))
     space = load_space(case.preset)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -225,15 +229,17 @@ def run_sampler(case: Case, table: Table, sampler: str, seed: int) -> dict[str, 
         candidates = len(table.points) + len(table.reasons)
         study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, seed, candidates))
         started = time.perf_counter()
+        backend = CachedBackend(table)
         run_trials(
             study,
             space=space,
-            backend=CachedBackend(table),
+            backend=backend,
             problem=case.problem,
             sla=case.sla,
             objective="sla",
             n_trials=20 * budget,
             distinct=budget,
+            explorer=explorer_for(explore_after, space, case.problem, backend, seed=seed),
         )
     out = score(measured_order(study), table, case.sla)
     out["seconds"] = time.perf_counter() - started
@@ -241,7 +247,14 @@ def run_sampler(case: Case, table: Table, sampler: str, seed: int) -> dict[str, 
 
 
 # -- guided search on a stand-in world --------------------------------------------------------
-def run_live(case: Case, method: str, seed: int, budget: int, world: str = "default") -> float:
+def run_live(
+    case: Case,
+    method: str,
+    seed: int,
+    budget: int,
+    world: str = "default",
+    explore_after: int = EXPLORE_AFTER,
+) -> float:
     """Live trials until the pick (best measured, noisy) is truly within 2% of the world's
     optimum; ``inf`` if not within ``budget`` trials. ``world``: a
     :data:`benchmarks.standin_world.WORLDS` name (the harsh world's constants follow ``seed``)."""
@@ -272,6 +285,8 @@ def run_live(case: Case, method: str, seed: int, budget: int, world: str = "defa
             space=space, backend=live, problem=case.problem, sla=case.sla, objective="sla", on_trial=on_trial
         )
         guide = GuidedSearch(space, case.problem, case.sla, "sla") if method == "guided" else None
+        if guide is None:  # a plain sampler run explores as the product's does
+            kw["explorer"] = explorer_for(explore_after, space, case.problem, live, seed=seed)
         for measured in range(1, budget + 1):
             if guide is not None:
                 proposal = guide.propose()
@@ -337,17 +352,19 @@ _TABLES: dict[str, Table] = {}  # filled before the pool forks, read by the work
 
 
 _CASES: list[Case] = []  # the chosen problems, set before the pool forks
+_EXPLORE_AFTER = [EXPLORE_AFTER]  # the study loop's exploration setting, set before the fork
 
 
 def _task(args: tuple[int, str, int]) -> tuple[int, str, int, dict[str, float]]:
     index, sampler, seed = args
     case = _CASES[index]
-    return index, sampler, seed, run_sampler(case, _TABLES[case.problem.arch.name], sampler, seed)
+    table = _TABLES[case.problem.arch.name]
+    return index, sampler, seed, run_sampler(case, table, sampler, seed, _EXPLORE_AFTER[0])
 
 
 def _live_task(args: tuple[int, str, int, int, str]) -> tuple[int, str, float]:
     index, method, seed, budget, world = args
-    return index, method, run_live(_CASES[index], method, seed, budget, world)
+    return index, method, run_live(_CASES[index], method, seed, budget, world, _EXPLORE_AFTER[0])
 
 
 def _harshness_task(args: tuple[int, int, str]) -> tuple[int, tuple[int, int, float]]:
@@ -377,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-live", action="store_true", help="skip the guided-search comparison")
     parser.add_argument(
+        "--explore-after",
+        type=int,
+        default=EXPLORE_AFTER,
+        help=f"the study loop's exploration (tuner/explore.py; default {EXPLORE_AFTER}, 0: off)",
+    )
+    parser.add_argument(
         "--world",
         choices=WORLDS,
         default="default",
@@ -398,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     if not all_cases:
         parser.error(f"--problems {args.problems!r} matches none of: {', '.join(c.name for c in cases())}")
     _CASES[:] = all_cases
+    _EXPLORE_AFTER[0] = args.explore_after
     sim = SimulatorBackend()
     started = time.perf_counter()
     for case in all_cases:

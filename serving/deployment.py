@@ -157,6 +157,10 @@ class Deployment:
             f"+{self.decode.count}x{self.decode.parallel.label()}"
         )
 
+    def family(self) -> str:
+        """The label without worker counts: the layouts (``TP8``, ``TEP8+DEP32``)."""
+        return "+".join(g.parallel.label() for g in self.groups().values())
+
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, **{role: g.to_dict() for role, g in self.groups().items()}}
 

@@ -23,6 +23,7 @@ import search_spaces
 from serving import Deployment, LoadPoint, Problem
 
 from .errors import StorageError, TunerError
+from .explore import explorer_for
 from .guided import GuidanceReport, GuidedQueue, GuidedSearch
 from .pick import Pick
 from .results import MeasuredPoint
@@ -263,6 +264,7 @@ def _run_here(
             distinct=distinct,
             claims=claims,
             log_dir=str(Path(spec.output_dir) / "logs"),
+            explorer=explorer_for(spec.study.explore_after, space, problem, backend, seed=spec.study.seed),
         )
     except BaseException:
         if buffer is not None:  # keep every finished trial of an interrupted run

@@ -19,6 +19,7 @@ from serving.hardware_profile import load_profile_gpu
 from serving.precision import PRECISIONS
 
 from .errors import ConfigError
+from .explore import EXPLORE_AFTER
 from .sla import SLA
 
 __all__ = [
@@ -75,6 +76,10 @@ class StudyOptions:
     #: With a live backend: the simulator ranks the feasible space first and most trials
     #: measure its best predictions, refitting it after each (see tuner/guided.py).
     guided: bool = True
+    #: After this many re-proposals of measured deployments in a row, the next trial measures
+    #: an unmeasured deployment of the least-measured topology family (tuner/explore.py);
+    #: 0 turns it off.
+    explore_after: int = EXPLORE_AFTER
 
 
 @dataclass(frozen=True)
@@ -243,7 +248,11 @@ def _backend(data: Any) -> BackendSpec:
 
 
 def _study(data: Any) -> StudyOptions:
-    d = _section(data, "study", ("name", "sampler", "trials", "seed", "objective", "storage", "guided"))
+    d = _section(
+        data,
+        "study",
+        ("name", "sampler", "trials", "seed", "objective", "storage", "guided", "explore_after"),
+    )
     name, storage = d.get("name"), d.get("storage")
     guided = d.get("guided", True)
     if not isinstance(guided, bool):
@@ -256,6 +265,7 @@ def _study(data: Any) -> StudyOptions:
         objective=_choice(d.get("objective", "sla"), "study.objective", OBJECTIVES),
         storage=None if storage is None else _str(storage, "study.storage"),
         guided=guided,
+        explore_after=_int(d.get("explore_after", EXPLORE_AFTER), "study.explore_after", minimum=0),
     )
 
 

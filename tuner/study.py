@@ -38,6 +38,7 @@ from backends.base import MeasureContext, accepts_context
 from search_spaces import SearchSpace, infeasible_reason
 from serving import CandidateFailed, Deployment, LoadPoint, Problem
 
+from .explore import Explorer
 from .results import MeasuredPoint
 from .samplers import CONSTRAINT_ATTR
 from .sla import SLA
@@ -189,6 +190,7 @@ class _Run:
     claims: Claims | None
     slots: SlotPool | None
     log_dir: str | None = None
+    explorer: Explorer | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     stop: threading.Event = field(default_factory=threading.Event)
     active: dict[int, tuple[optuna.Trial, Deployment, list[LoadPoint]]] = field(default_factory=dict)
@@ -208,6 +210,7 @@ def run_trials(
     claims: Claims | None = None,
     slots: SlotPool | None = None,
     log_dir: str | None = None,
+    explorer: Explorer | None = None,
 ) -> StudySummary:
     """Run trials until the study holds ``n_trials`` finished trials (a resume continues;
     other workers' trials count), or until ``distinct`` different deployments are measured
@@ -218,6 +221,8 @@ def run_trials(
     :class:`~backends.base.MeasureContext`, candidates then run concurrently on disjoint GPUs.
     Trials of other workers still running when the budget is reached are waited for (one of
     them may die and be retried here).
+    ``explorer``: after the sampler re-proposes measured deployments, queue an unmeasured one
+    of the least-measured family (:mod:`tuner.explore`).
     """
     summary = StudySummary()
     for m in load_measured(study):
@@ -235,6 +240,7 @@ def run_trials(
         claims,
         slots if slots is not None and accepts_context(backend) else None,
         log_dir,
+        explorer,
     )
     if run.slots is None:
         _loop(run, n_trials, on_trial, distinct)
@@ -276,6 +282,10 @@ def _loop(
         outcome = _one_trial(run)
         with run.lock:
             idle = idle + 1 if outcome.state in ("infeasible", "duplicate", "busy") else 0
+            if run.explorer is not None and run.explorer.due(outcome.state):
+                explore = run.explorer.choose(run.known)
+                if explore is not None:
+                    run.study.enqueue_trial(run.space.params(explore), skip_if_exists=False)
             if on_trial is not None:
                 on_trial(outcome, run.summary)
             if idle >= EXHAUSTED_AFTER or (distinct is not None and len(run.known) >= distinct):

@@ -14,6 +14,7 @@ import optuna
 import backends
 
 from .errors import TunerError
+from .explore import explorer_for
 from .slots import SlotPool
 from .spec import StudySpec, build_problem
 from .storage import HEARTBEAT_S, storage_errors
@@ -62,6 +63,7 @@ def work(
             on_trial=on_trial,
             claims=claims_for(storage, study),
             slots=slots,
+            explorer=explorer_for(spec.study.explore_after, space, problem, backend, seed=seed),
         )
 
 
