@@ -59,7 +59,7 @@ from benchmarks.standin_world import WORLDS, StandInWorld
 from search_spaces import SearchSpace, infeasible_reason, load_space
 from serving import CandidateFailed, Deployment, LoadPoint, Problem, Workload, load_gpu, load_model
 from tuner.explore import EXPLORE_AFTER, explorer_for
-from tuner.guided import GuidedSearch
+from tuner.guided import GuidedQueue, GuidedSearch
 from tuner.samplers import make_sampler
 from tuner.sla import SLA
 from tuner.study import TrialOutcome, objective_values, run_trials
@@ -257,57 +257,57 @@ def run_live(
 ) -> float:
     """Live trials until the pick (best measured, noisy) is truly within 2% of the world's
     optimum; ``inf`` if not within ``budget`` trials. ``world``: a
-    :data:`benchmarks.standin_world.WORLDS` name (the harsh world's constants follow ``seed``)."""
+    :data:`benchmarks.standin_world.WORLDS` name (the harsh world's constants follow ``seed``).
+
+    ``guided`` runs the product's flow (:class:`tuner.guided.GuidedQueue` over the default TPE
+    sampler: the simulator's best predictions, refitted after each trial, with every
+    ``SAMPLER_EVERY``-th trial left to the sampler); ``tpe`` and ``random`` are plain sampler
+    runs. All explore as the study loop does (``explore_after``)."""
     live = StandInWorld(seed=seed, world=world)
     space = load_space(case.preset)
     truth = _world_truth(case, live)
     optimum = max(truth.values())
     picks: list[tuple[float, str]] = []
-
-    def done() -> bool:
-        return bool(picks) and truth[max(picks)[1]] >= (1 - WITHIN) * optimum
-
-    def on_trial(outcome: TrialOutcome, _summary: Any) -> None:
-        if outcome.state == "measured" and outcome.deployment is not None:
-            values, violation = objective_values(list(outcome.points), case.sla, "sla")
-            if violation == 0:
-                picks.append((values[0], outcome.deployment.key()))
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sampler = "random" if method == "guided" else method
+        sampler = "tpe" if method == "guided" else method
         candidates = sum(1 for _ in space.candidates(case.problem))
         study = optuna.create_study(
             direction="maximize", sampler=make_sampler(sampler, seed=seed, candidates=candidates)
         )
-        kw: dict[str, Any] = dict(
-            space=space, backend=live, problem=case.problem, sla=case.sla, objective="sla", on_trial=on_trial
-        )
-        guide = GuidedSearch(space, case.problem, case.sla, "sla") if method == "guided" else None
-        if guide is None:  # a plain sampler run explores as the product's does
-            kw["explorer"] = explorer_for(explore_after, space, case.problem, live, seed=seed)
+        queue = None
+        if method == "guided":
+            guide = GuidedSearch(space, case.problem, case.sla, "sla")
+            queue = GuidedQueue(guide, study, space, budget=10 * budget)
+            queue.start([])
+
+        def on_trial(outcome: TrialOutcome, _summary: Any) -> None:
+            if outcome.state == "measured" and outcome.deployment is not None:
+                values, violation = objective_values(list(outcome.points), case.sla, "sla")
+                if violation == 0:
+                    picks.append((values[0], outcome.deployment.key()))
+            if queue is not None:
+                measured, failed = outcome.state == "measured", outcome.state == "failed"
+                queue.after_trial(outcome.deployment, outcome.points, measured, failed)
+
+        explorer = explorer_for(explore_after, space, case.problem, live, seed=seed)
         for measured in range(1, budget + 1):
-            if guide is not None:
-                proposal = guide.propose()
-                if not proposal:
-                    break
-                study.enqueue_trial(space.params(proposal[0]))
-                run_trials(study, n_trials=_finished(study) + 1, **kw)  # the enqueued trial only
-                trial = study.trials[-1]
-                points = [LoadPoint.from_dict(p) for p in trial.user_attrs.get("points", [])]
-                guide.observe(proposal[0], points)
-            else:
-                run_trials(study, n_trials=10 * budget, distinct=measured, **kw)
-            if done():
+            run_trials(
+                study,
+                space=space,
+                backend=live,
+                problem=case.problem,
+                sla=case.sla,
+                objective="sla",
+                n_trials=10 * budget,
+                on_trial=on_trial,
+                distinct=measured,
+                explorer=explorer,
+            )
+            if picks and truth[max(picks)[1]] >= (1 - WITHIN) * optimum:
                 return float(measured)
     return math.inf
-
-
-def _finished(study: optuna.Study) -> int:
-    return len(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-    )
 
 
 _TRUTH: dict[tuple[str, tuple[tuple[str, float], ...]], dict[str, float]] = {}
