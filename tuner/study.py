@@ -191,6 +191,9 @@ class _Run:
     slots: SlotPool | None
     log_dir: str | None = None
     explorer: Explorer | None = None
+    #: The explorer's choice for the next ask (queued only then: a run that stops first
+    #: leaves nothing WAITING in a shared study).
+    explore_next: Deployment | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
     stop: threading.Event = field(default_factory=threading.Event)
     active: dict[int, tuple[optuna.Trial, Deployment, list[LoadPoint]]] = field(default_factory=dict)
@@ -283,9 +286,7 @@ def _loop(
         with run.lock:
             idle = idle + 1 if outcome.state in ("infeasible", "duplicate", "busy") else 0
             if run.explorer is not None and run.explorer.due(outcome.state):
-                explore = run.explorer.choose(run.known)
-                if explore is not None:
-                    run.study.enqueue_trial(run.space.params(explore), skip_if_exists=False)
+                run.explore_next = run.explorer.choose(run.known)
             if on_trial is not None:
                 on_trial(outcome, run.summary)
             if idle >= EXHAUSTED_AFTER or (distinct is not None and len(run.known) >= distinct):
@@ -326,6 +327,9 @@ def _ask(run: _Run) -> tuple[optuna.Trial, Deployment]:
     with run.lock, warnings.catch_warnings():
         # Optuna warns that heartbeats are meant for optimize(); ask/tell beats via _heartbeat.
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        if run.explore_next is not None:
+            run.study.enqueue_trial(run.space.params(run.explore_next), skip_if_exists=False)
+            run.explore_next = None
         trial = run.study.ask()
         return trial, run.space.suggest(trial, run.problem)
 

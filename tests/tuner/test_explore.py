@@ -93,6 +93,8 @@ def test_a_stuck_sampler_still_measures_new_families(setting) -> None:  # type: 
             n_trials=30,
             explorer=explorer,
         )
+        # The 30th ask was a repeat that made an exploration due: nothing is left queued.
+        assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
         return [m.deployment.family() for m in load_measured(study) if m.point.concurrency == 1]
 
     assert run(None) == [stuck.family()]  # the sampler repeats itself: one deployment measured
