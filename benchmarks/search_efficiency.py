@@ -556,9 +556,9 @@ def _plot(
         axes[0].bar(x + j * width, [100 * f for f in fracs], width, label=s)
         axes[1].bar(x + j * width, [100 * h for h in hvs], width, label=s)
     axes[0].axhline(5, color="k", ls="--", lw=0.8)
-    axes[0].set_ylabel("median trials to 2% of optimum (% of feasible space)")
+    axes[0].set_ylabel("median trials to 2% of optimum\n(% of the feasible space)")
     axes[1].axhline(98, color="k", ls="--", lw=0.8)
-    axes[1].set_ylabel("hypervolume after 10% of the space (% of exhaustive)")
+    axes[1].set_ylabel("median hypervolume after 10%\nof the space (% of exhaustive)")
     axes[1].set_ylim(50, 101)
     for ax in axes:
         ax.set_xticks(x + 0.4 - width / 2, [c.name for c in all_cases], rotation=30, ha="right", fontsize=8)
