@@ -7,9 +7,10 @@ The default, TPE with ``multivariate`` and ``group``, random startup trials size
 space (10-20, :func:`tpe_startup_trials`) and a wider "good" fraction (``gamma``: 25% of
 the trials, at most 25, instead of Optuna's 10%), is the winner of
 ``benchmarks/search_efficiency.py`` (table and reproduction in docs/search.md) on the 64-GPU
-MoE problem: fewest trials to within 2% of the exhaustive optimum at the loose SLA (QMC,
-NSGA-II and random need fewer at the tight one) and the highest hypervolume after 10% of
-the space at both SLAs among the samplers tried. ``group`` lets it model the agg and disagg
+MoE problem, with the study loop's exploration (:mod:`tuner.explore`) that every sampler
+gets: fewest trials to within 2% of the exhaustive optimum at the loose SLA (at the tight
+one NSGA-II and random tie with it and QMC needs fewer) and the highest hypervolume after
+10% of the space at both SLAs among the samplers tried. ``group`` lets it model the agg and disagg
 branches of the conditional space separately; NSGA-II and QMC treat the branches'
 parameters independently, GP falls back to random sampling for them and is two orders of
 magnitude slower per trial.
