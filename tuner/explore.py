@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from backends.base import Backend
 from search_spaces import SearchSpace, infeasible_reason
@@ -34,11 +34,19 @@ class Explorer:
     """Counts the sampler's re-proposals and chooses exploration candidates for one run.
 
     The feasible candidates are enumerated on the first exploration only (a run whose
-    sampler never repeats itself pays nothing).
+    sampler never repeats itself pays nothing), unless ``candidates`` gives them (a
+    screening has them already).
     """
 
     def __init__(
-        self, space: SearchSpace, problem: Problem, backend: Backend, *, seed: int, after: int = EXPLORE_AFTER
+        self,
+        space: SearchSpace,
+        problem: Problem,
+        backend: Backend,
+        *,
+        seed: int,
+        after: int = EXPLORE_AFTER,
+        candidates: Iterable[Deployment] | None = None,
     ) -> None:
         if after < 1:
             raise ValueError(f"after must be >= 1, got {after}")
@@ -46,7 +54,7 @@ class Explorer:
         self._after = after
         self._rng = random.Random(seed)
         self._streak = 0
-        self._pool: dict[str, Deployment] | None = None
+        self._pool = None if candidates is None else {d.key(): d for d in candidates}
 
     def due(self, state: str) -> bool:
         """Record a trial's outcome (``measured``, ``duplicate``, ...); True when the next
@@ -83,7 +91,16 @@ class Explorer:
 
 
 def explorer_for(
-    after: int, space: SearchSpace, problem: Problem, backend: Backend, *, seed: int
+    after: int,
+    space: SearchSpace,
+    problem: Problem,
+    backend: Backend,
+    *,
+    seed: int,
+    candidates: Iterable[Deployment] | None = None,
 ) -> Explorer | None:
-    """The study's ``explore_after`` setting as an :class:`Explorer`; None when it is 0 (off)."""
-    return Explorer(space, problem, backend, seed=seed, after=after) if after else None
+    """The study's ``explore_after`` setting as an :class:`Explorer`; None when it is 0 (off).
+    ``candidates``: the feasible deployments, when already known."""
+    if not after:
+        return None
+    return Explorer(space, problem, backend, seed=seed, after=after, candidates=candidates)

@@ -109,7 +109,7 @@ def tune(
         opening = _Background(lambda: open_storage(url, heartbeat_s=HEARTBEAT_S))
         screened = _screen(spec, space, problem, backend)
         storage = opening.result()
-        study = open_study(spec, storage)
+        study = open_study(spec, storage, candidates=screened.candidates if screened else None)
         if spec.study.storage is None:  # the run directory's own study: we hold its lock
             _retry_orphans(study)
         buffer = WriteBehind(study) if getattr(backend, "instant", False) and not shared else None
@@ -136,6 +136,7 @@ def tune(
                 on_trial=on_trial,
                 claims=None if buffer else claims_for(storage, study),
                 distinct=screening.feasible if screening and buffer else None,
+                feasible=screened.ranked if screened else None,
             )
         if on_measured is not None:
             on_measured()
@@ -240,6 +241,7 @@ def _run_here(
     claims: Claims | None,
     distinct: int | None,
     guide: GuidedQueue | None = None,
+    feasible: list[Deployment] | None = None,
 ) -> StudySummary:
     def after_trial(outcome: TrialOutcome, summary: StudySummary) -> None:
         if buffer is not None:
@@ -264,7 +266,9 @@ def _run_here(
             distinct=distinct,
             claims=claims,
             log_dir=str(Path(spec.output_dir) / "logs"),
-            explorer=explorer_for(spec.study.explore_after, space, problem, backend, seed=spec.study.seed),
+            explorer=explorer_for(
+                spec.study.explore_after, space, problem, backend, seed=spec.study.seed, candidates=feasible
+            ),
         )
     except BaseException:
         if buffer is not None:  # keep every finished trial of an interrupted run

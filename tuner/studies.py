@@ -59,12 +59,18 @@ def default_preset(spec: StudySpec, problem: Problem) -> str:
     return "moe-multi-node" if problem.arch.is_moe else "dense-single-node"
 
 
-def open_study(spec: StudySpec, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
-    """Create the study, or load it when it exists with the same problem (resume)."""
+def open_study(
+    spec: StudySpec, storage: optuna.storages.BaseStorage | None = None, *, candidates: int | None = None
+) -> optuna.Study:
+    """Create the study, or load it when it exists with the same problem (resume).
+
+    ``candidates``: the space's size when the caller already counted it (a screening), which
+    sizes the sampler; otherwise it is counted here."""
     directions: list[optuna.study.StudyDirection] = [optuna.study.StudyDirection.MAXIMIZE] * (
         1 if spec.study.objective == "sla" else 2
     )
-    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed, candidates=space_size(spec))
+    size = space_size(spec) if candidates is None else candidates
+    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed, candidates=size)
     url = spec.storage_url()
     with storage_errors(url):
         study = optuna.create_study(

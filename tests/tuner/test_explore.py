@@ -117,3 +117,11 @@ def test_spec_rejects_bad_explore_after(tmp_path: Path, value: object) -> None:
 def test_spec_explore_after_default_and_off(tmp_path: Path) -> None:
     assert load_spec(small_spec(tmp_path / "a")).study.explore_after == 2
     assert load_spec(small_spec(tmp_path / "b", study={"explore_after": 0})).study.explore_after == 0
+
+
+def test_given_candidates_are_the_pool(setting) -> None:  # type: ignore[no-untyped-def]
+    space, problem, backend = setting
+    two = feasible(space, problem, backend)[:2]
+    explorer = Explorer(space, problem, backend, seed=0, candidates=two)  # e.g. a screening's
+    assert explorer.choose({two[0].key()}) == two[1]
+    assert explorer.choose({d.key() for d in two}) is None
