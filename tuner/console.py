@@ -60,7 +60,8 @@ def summary_line(summary: StudySummary) -> str:
     infeasible = sum(summary.infeasible.values())
     reasons = ", ".join(f"{k} {v}" for k, v in summary.infeasible.most_common())
     parts = [
-        f"{summary.trials} trials this run: {summary.measured} measured",
+        f"{summary.trials} trials this run: {summary.measured} measured"
+        + (f" ({summary.explored} exploring other families)" if summary.explored else ""),
         f"{summary.duplicates} duplicates answered from storage",
         f"{infeasible} infeasible never measured" + (f" ({reasons})" if reasons else ""),
         f"{len(summary.failed)} failed",

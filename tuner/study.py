@@ -46,6 +46,7 @@ from .slots import SlotPool
 from .storage import Claims
 
 __all__ = [
+    "EXPLORED_ATTR",
     "POINTS_ATTR",
     "StudySummary",
     "TrialOutcome",
@@ -61,6 +62,8 @@ log = logging.getLogger(__name__)
 POINTS_ATTR = "points"
 #: Stop early when this many asks in a row brought nothing new (space exhausted).
 EXHAUSTED_AFTER = 100
+#: User attribute of a trial the explorer chose (tuner/explore.py): the family it explores.
+EXPLORED_ATTR = "explored_family"
 #: How often a worker with nothing to ask looks again (others' trials finishing or dying).
 POLL_S = 0.5
 
@@ -81,6 +84,8 @@ class StudySummary:
     """Counts of one run of :func:`run_trials` plus the best SLA-feasible point so far."""
 
     measured: int = 0
+    #: Of the measured: chosen by the explorer (tuner/explore.py), not by the sampler.
+    explored: int = 0
     duplicates: int = 0
     busy: int = 0
     infeasible: Counter[str] = field(default_factory=Counter)
@@ -136,6 +141,7 @@ def summarize(study: optuna.Study, sla: SLA | None = None) -> StudySummary:
                 summary.duplicates += 1
             else:
                 summary.measured += 1
+                summary.explored += EXPLORED_ATTR in attrs
                 if sla is not None and "deployment" in attrs:
                     dep = Deployment.from_dict(attrs["deployment"])
                     summary.best = _best_of(t.number, dep, _trial_points(t), sla, summary.best)
@@ -327,11 +333,14 @@ def _ask(run: _Run) -> tuple[optuna.Trial, Deployment]:
     with run.lock, warnings.catch_warnings():
         # Optuna warns that heartbeats are meant for optimize(); ask/tell beats via _heartbeat.
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
-        if run.explore_next is not None:
-            run.study.enqueue_trial(run.space.params(run.explore_next), skip_if_exists=False)
-            run.explore_next = None
+        explore, run.explore_next = run.explore_next, None
+        if explore is not None:
+            run.study.enqueue_trial(run.space.params(explore), skip_if_exists=False)
         trial = run.study.ask()
-        return trial, run.space.suggest(trial, run.problem)
+        dep = run.space.suggest(trial, run.problem)
+        if explore is not None and dep == explore:  # another worker may have taken it
+            trial.set_user_attr(EXPLORED_ATTR, dep.family())
+        return trial, dep
 
 
 def _one_trial(run: _Run) -> TrialOutcome:
@@ -433,6 +442,7 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
     with run.lock:
         run.known[key] = _Known(trial.number, values, violation)
         run.summary.measured += 1
+        run.summary.explored += EXPLORED_ATTR in trial.user_attrs
         run.summary.best = _best_of(trial.number, dep, points, run.sla, run.summary.best)
     return TrialOutcome(trial.number, "measured", dep, None, tuple(points))
 

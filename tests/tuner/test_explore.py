@@ -10,11 +10,13 @@ import pytest
 
 import backends
 from search_spaces import infeasible_reason, load_space
+from serving import Deployment
+from tuner.console import summary_line
 from tuner.errors import ConfigError
 from tuner.explore import Explorer, explorer_for
 from tuner.sla import SLA
 from tuner.spec import build_problem, load_spec
-from tuner.study import load_measured, run_trials
+from tuner.study import EXPLORED_ATTR, load_measured, run_trials, summarize
 
 from .conftest import small_spec
 
@@ -83,7 +85,7 @@ def test_a_stuck_sampler_still_measures_new_families(setting) -> None:  # type: 
             space.params(stuck), optuna.samplers.RandomSampler(seed=0)
         )
         study = optuna.create_study(direction="maximize", sampler=sampler)
-        run_trials(
+        summary = run_trials(
             study,
             space=space,
             backend=backend,
@@ -93,8 +95,14 @@ def test_a_stuck_sampler_still_measures_new_families(setting) -> None:  # type: 
             n_trials=30,
             explorer=explorer,
         )
+        assert summary.explored == summarize(study).explored == (0 if explorer is None else 9)
+        assert ("9 exploring other families" in summary_line(summary)) == (explorer is not None)
         # The 30th ask was a repeat that made an exploration due: nothing is left queued.
         assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+        explored = [t for t in study.trials if EXPLORED_ATTR in t.user_attrs]
+        assert len(explored) == (0 if explorer is None else 9)  # marked, with the family
+        for t in explored:
+            assert Deployment.from_dict(t.user_attrs["deployment"]).family() == t.user_attrs[EXPLORED_ATTR]
         return [m.deployment.family() for m in load_measured(study) if m.point.concurrency == 1]
 
     assert run(None) == [stuck.family()]  # the sampler repeats itself: one deployment measured
