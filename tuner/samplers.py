@@ -10,10 +10,10 @@ the trials, at most 25, instead of Optuna's 10%), is the winner of
 MoE problem, with the study loop's exploration (:mod:`tuner.explore`) that every sampler
 gets: fewest trials to within 2% of the exhaustive optimum at the loose SLA (at the tight
 one NSGA-II and random tie with it and QMC needs fewer) and the highest hypervolume after
-10% of the space at both SLAs among the samplers tried. ``group`` lets it model the agg and disagg
-branches of the conditional space separately; NSGA-II and QMC treat the branches'
-parameters independently, GP falls back to random sampling for them and is two orders of
-magnitude slower per trial.
+10% of the space at both SLAs among the samplers tried. ``group`` lets it model the agg
+and disagg branches of the conditional space separately; NSGA-II and QMC treat the
+branches' parameters independently, GP falls back to random sampling for them and is two
+orders of magnitude slower per trial.
 """
 
 from __future__ import annotations
