@@ -200,6 +200,8 @@ class _Run:
     #: The explorer's choice for the next ask (queued only then: a run that stops first
     #: leaves nothing WAITING in a shared study).
     explore_next: Deployment | None = None
+    #: Trials this run asked with the explorer's choice (counted in the summary when measured).
+    explored: set[int] = field(default_factory=set)
     lock: threading.RLock = field(default_factory=threading.RLock)
     stop: threading.Event = field(default_factory=threading.Event)
     active: dict[int, tuple[optuna.Trial, Deployment, list[LoadPoint]]] = field(default_factory=dict)
@@ -340,6 +342,7 @@ def _ask(run: _Run) -> tuple[optuna.Trial, Deployment]:
         dep = run.space.suggest(trial, run.problem)
         if explore is not None and dep == explore:  # another worker may have taken it
             trial.set_user_attr(EXPLORED_ATTR, dep.family())
+            run.explored.add(trial.number)
         return trial, dep
 
 
@@ -442,7 +445,7 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
     with run.lock:
         run.known[key] = _Known(trial.number, values, violation)
         run.summary.measured += 1
-        run.summary.explored += EXPLORED_ATTR in trial.user_attrs
+        run.summary.explored += trial.number in run.explored
         run.summary.best = _best_of(trial.number, dep, points, run.sla, run.summary.best)
     return TrialOutcome(trial.number, "measured", dep, None, tuple(points))
 
