@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from serving import Deployment, LoadPoint, Problem
+from serving.launch import LaunchPlan
 
-__all__ = ["Backend", "MeasureContext", "PointCallback", "accepts_context"]
+__all__ = ["Backend", "ExportsPlan", "MeasureContext", "PointCallback", "accepts_context"]
 
 #: Called with each load point as soon as it is measured (so a killed run loses nothing).
 PointCallback = Callable[[LoadPoint], None]
@@ -56,6 +57,26 @@ class Backend(Protocol):
     ) -> list[LoadPoint]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ExportsPlan(Protocol):
+    """Optional capability of a backend that starts real servers: the launch plan of what its
+    ``measure`` runs, in the portable form the exporters render (the planned ports and
+    devices, not the free ones of one trial), with the backend's own flags, environment and
+    command. Exports of a run made with such a backend start what was measured; without it
+    they render :func:`serving.launch.plan_launch`'s defaults (the simulator's case)."""
+
+    def export_plan(
+        self,
+        deployment: Deployment,
+        problem: Problem,
+        *,
+        model: str | None = None,
+        served_model_name: str | None = None,
+        base_port: int = 8000,
+        node_hosts: tuple[str, ...] | None = None,
+    ) -> LaunchPlan: ...
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,9 @@ from .launch_plan import (
     LaunchPlan,
     RouterLaunch,
     WorkerLaunch,
+    balancer_argv,
     flag,
+    with_engine_extras,
     replace_flag_value,
     router_argv,
     vllm_flags,
@@ -46,6 +48,7 @@ __all__ = [
     "replace_flag_value",
     "router_argv",
     "vllm_flags",
+    "with_engine_extras",
 ]
 
 #: ``max_model_len`` is rounded up to a multiple of this many tokens (vLLM's KV blocks are
@@ -95,7 +98,8 @@ def plan_launch(
         hosts=hosts,
         gpn=problem.gpus_per_node,
     )
-    first_port = base_port + (1 if deployment.mode == "disagg" else 0)
+    fronted = deployment.mode == "disagg" or deployment.groups()["agg"].count > 1
+    first_port = base_port + (1 if fronted else 0)  # the router / balancer takes base_port
     next_port: dict[int, int] = {}
     workers: list[WorkerLaunch] = []
     notes: list[str] = []
@@ -113,8 +117,9 @@ def plan_launch(
             )
     if len(hosts) > 1:
         notes.append(
-            "Node names " + ", ".join(hosts) + " must resolve on every node (pass node_hosts "
-            "to plan_launch, or add them to /etc/hosts)."
+            "Node names " + ", ".join(hosts) + " must resolve on every node (name the real "
+            "hosts with `--node-hosts` of `tuner export` or `tuner pick`, or add these names "
+            "to /etc/hosts)."
         )
     router = _router(deployment, workers, hosts[0], base_port)
     return LaunchPlan(
@@ -410,8 +415,13 @@ def _ray_ranks(
 
 
 def _router(deployment: Deployment, workers: list[WorkerLaunch], host: str, port: int) -> RouterLaunch | None:
+    """The disagg router, the balancer of several agg replicas, or None for one agg worker."""
     if deployment.mode != "disagg":
-        return None
+        replicas = tuple(w.url for w in workers if w.is_leader)
+        if len(replicas) < 2:
+            return None
+        argv = balancer_argv(port=port, workers=replicas)
+        return RouterLaunch(host=host, port=port, prefill_urls=(), decode_urls=(), argv=argv, worker_urls=replicas)
     prefill = tuple(w.url for w in workers if w.role == "prefill" and w.is_leader)
     decode = tuple(w.url for w in workers if w.role == "decode" and w.is_leader)
     return RouterLaunch(

@@ -7,7 +7,8 @@ from ``serving/data/vllm_flags.yaml`` through :func:`flag`; :mod:`serving.launch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -19,7 +20,9 @@ __all__ = [
     "LaunchPlan",
     "RouterLaunch",
     "WorkerLaunch",
+    "balancer_argv",
     "flag",
+    "with_engine_extras",
     "replace_flag_value",
     "router_argv",
     "vllm_flags",
@@ -88,15 +91,42 @@ class WorkerLaunch:
         return dict(self.env)
 
 
+def with_engine_extras(
+    plan: LaunchPlan,
+    *,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    command: Sequence[str] | None = None,
+) -> LaunchPlan:
+    """``plan`` with a backend's own settings on every worker process: ``extra_args`` after
+    its argv, ``env`` over its environment (these win), and ``command`` in place of the
+    table's ``vllm serve``. Pure; the exports of a run then start what was measured."""
+    n = len(vllm_flags()["command"])
+    workers = []
+    for w in plan.workers:
+        argv = (*(command or w.argv[:n]), *w.argv[n:], *extra_args)
+        merged = {**w.env_dict(), **dict(env or {})}
+        workers.append(dataclasses.replace(w, argv=argv, env=tuple(sorted(merged.items()))))
+    return dataclasses.replace(plan, workers=tuple(workers))
+
+
 @dataclass(frozen=True)
 class RouterLaunch:
-    """The disagg router (``tuner router``) in front of the prefill and decode leaders."""
+    """``tuner router`` in front of the workers: for disagg it sends each request to a prefill
+    leader then a decode leader; for several agg replicas (``worker_urls``) it balances
+    round-robin, so clients have one endpoint."""
 
     host: str
     port: int
     prefill_urls: tuple[str, ...]
     decode_urls: tuple[str, ...]
     argv: tuple[str, ...]
+    worker_urls: tuple[str, ...] = ()
+
+    @property
+    def balances(self) -> bool:
+        """True for the agg replicas' balancer, False for the disagg router."""
+        return bool(self.worker_urls)
 
 
 @dataclass(frozen=True)
@@ -134,7 +164,7 @@ class LaunchPlan:
 
     @property
     def url(self) -> str:
-        """The front door: the router for disagg, else the first worker."""
+        """The front door: the router (disagg) or balancer (agg replicas), else the worker."""
         if self.router is not None:
             return f"http://{self.router.host}:{self.router.port}"
         return self.workers[0].url
@@ -150,6 +180,12 @@ def replace_flag_value(argv: Sequence[str], name: str, value: str) -> tuple[str,
         raise ValueError(f"{name} not in argv") from None
     items[at + 1] = value
     return tuple(items)
+
+
+def balancer_argv(*, port: int, workers: Sequence[str]) -> tuple[str, ...]:
+    """``tuner router --port P --workers URL...``: round-robin over agg replicas."""
+    table = vllm_flags()["router"]
+    return (*table["command"], table["port"], str(port), table["workers"], *workers)
 
 
 def router_argv(*, port: int, prefill: Sequence[str], decode: Sequence[str]) -> tuple[str, ...]:

@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import multiprocessing
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+
+import backends
+from backends.base import ExportsPlan
+from serving import Deployment, Problem
 
 from .errors import ConfigError, NoFeasiblePick, TunerError
 from .front import pareto_front
@@ -21,10 +26,13 @@ from .results import MeasuredPoint
 from .sla import SLA
 from .spec import StudySpec, build_problem, parse_spec
 from .storage import open_storage, storage_errors
-from .studies import SPEC_ATTR
+from .studies import BACKEND_ATTR, SPEC_ATTR
 from .study import load_measured
 
-__all__ = ["RunData", "finalize", "load_run"]
+if TYPE_CHECKING:
+    from .export import ExportContext
+
+__all__ = ["ExportOptions", "RunData", "export_context", "finalize", "load_run"]
 
 
 @dataclass
@@ -65,9 +73,13 @@ def finalize(
     *,
     backend_info: dict[str, Any] | None = None,
     while_drawing: Callable[[], None] | None = None,
+    export_options: ExportOptions | None = None,
 ) -> tuple[Pick | None, str | None]:
     """Write points.csv, front.csv, pareto.png and, when the SLA can be met, pick.yaml and
-    deploy/. Returns the pick, or None with the reason it could not be made.
+    deploy/ (replaced whole; both removed when nothing meets the SLA, so no file of an
+    earlier pick is left to launch). Returns the pick, or None with the reason it could not
+    be made. ``backend_info`` (the backend's ``describe()``) defaults to what the run stored
+    when it was tuned, so a re-pick keeps the backend block of ``pick.yaml``.
 
     ``while_drawing`` runs while the chart is drawn in a child process (e.g. flushing a
     buffered study to its storage): the chart is the slowest output, so the two overlap.
@@ -86,8 +98,10 @@ def finalize(
         write_csv(out_dir / "front.csv", pareto_front(run.points))
         if pick is None:
             (out_dir / "pick.yaml").unlink(missing_ok=True)
+            shutil.rmtree(out_dir / "deploy", ignore_errors=True)
             return None, reason
-        _write_pick(run, pick, out_dir, backend_info)
+        stored = run.study.user_attrs.get(BACKEND_ATTR)
+        _write_pick(run, pick, out_dir, backend_info or stored, export_options or ExportOptions())
     finally:
         wait_chart()
     return pick, None
@@ -121,7 +135,9 @@ def _draw_chart(
     return wait
 
 
-def _write_pick(run: RunData, pick: Pick, out_dir: Path, backend_info: dict[str, Any] | None) -> None:
+def _write_pick(
+    run: RunData, pick: Pick, out_dir: Path, backend_info: dict[str, Any] | None, options: ExportOptions
+) -> None:
     spec = run.spec
     study_info = {
         "name": run.study.study_name,
@@ -135,10 +151,45 @@ def _write_pick(run: RunData, pick: Pick, out_dir: Path, backend_info: dict[str,
         pick, spec=spec.to_dict(), backend=backend_info or {"name": spec.backend.name}, study=study_info
     )
     write_pick_yaml(out_dir / "pick.yaml", doc)
-    _export(pick, spec, out_dir / "deploy")
+    _export(pick, spec, out_dir / "deploy", options)
 
 
-def _export(pick: Pick, spec: StudySpec, out: Path) -> None:
+def _export(pick: Pick, spec: StudySpec, out: Path, options: ExportOptions) -> None:
     from .export import write_exports
 
-    write_exports(pick.chosen.deployment, build_problem(spec), out)
+    deployment, problem = pick.chosen.deployment, build_problem(spec)
+    context = export_context(spec, deployment, problem, options)
+    write_exports(deployment, problem, out, context=context, replace_all=True)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the user may set on an export from the command line (``--image``,
+    ``--router-image``, ``--node-hosts``); None keeps the exporters' defaults."""
+
+    image: str | None = None
+    router_image: str | None = None
+    node_hosts: tuple[str, ...] | None = None
+
+
+def export_context(
+    spec: StudySpec, deployment: Deployment, problem: Problem, options: ExportOptions | None = None
+) -> ExportContext:
+    """The export context of a run: the measuring backend's own launch plan when it has one
+    (a live run's export starts the command that was measured), and the user's options."""
+    from .export import ExportContext
+
+    opts = options or ExportOptions()
+    backend = backends.create(spec.backend.name, dict(spec.backend.options))
+    extra: dict[str, Any] = {}
+    if opts.image:
+        extra["image"] = opts.image
+    if opts.router_image:
+        extra["router_image"] = opts.router_image
+    return ExportContext(
+        deployment=deployment,
+        problem=problem,
+        node_hosts=opts.node_hosts,
+        planner=backend.export_plan if isinstance(backend, ExportsPlan) else None,
+        **extra,
+    )

@@ -31,7 +31,7 @@ from .rundir import RunData, finalize
 from .screen import Screening, screen
 from .spec import StudySpec, build_problem
 from .storage import HEARTBEAT_S, Claims, WriteBehind, open_storage, storage_errors
-from .studies import BUDGET_ATTR, claims_for, default_preset, open_study
+from .studies import BACKEND_ATTR, BUDGET_ATTR, claims_for, default_preset, open_study
 from .study import StudySummary, TrialOutcome, load_measured, run_trials
 from .workers import run_local_workers
 
@@ -118,6 +118,7 @@ def tune(
             spec, work, space, problem, backend, screened if not work.trials else None
         )
         study.set_user_attr(BUDGET_ATTR, n_trials)
+        study.set_user_attr(BACKEND_ATTR, backend.describe())
         if on_start is not None:
             on_start(sum(t.state.is_finished() for t in work.get_trials(deepcopy=False)), n_trials)
         guide = _guide(spec, study, space, problem, backend, n_trials) if workers == 1 else None

@@ -20,6 +20,7 @@ from .spec import StudySpec, build_problem, parse_spec
 from .storage import HEARTBEAT_S, Claims, open_storage, redact, storage_errors
 
 __all__ = [
+    "BACKEND_ATTR",
     "BUDGET_ATTR",
     "SPACE_ATTR",
     "SPEC_ATTR",
@@ -37,10 +38,12 @@ __all__ = [
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPEC_ATTR = "spec"
 #: Study user attributes besides the spec: the tool version, the resolved search space and
-#: the trial budget of the last `tuner tune` (what workers run up to).
+#: the trial budget of the last `tuner tune` (what workers run up to) and the measuring
+#: backend's ``describe()`` (name, version, settings: the provenance a re-pick keeps).
 VERSION_ATTR = "tuner_version"
 SPACE_ATTR = "search_space"
 BUDGET_ATTR = "trials"
+BACKEND_ATTR = "backend"
 #: Spec fields that may change between runs of one study without changing its meaning.
 _FREE_STUDY_FIELDS = ("sampler", "trials", "seed", "storage", "name", "guided")
 

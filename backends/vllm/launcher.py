@@ -93,7 +93,9 @@ def localize(
         nixl = free_port_block(max(1, w.gpus), host, avoid=ports) if w.role in ("prefill", "decode") else None
         workers.append(_local_worker(w, port, nixl, extra_args, ids))
     router = None
-    if plan.router is not None:
+    # Agg replicas are measured as the load generator round-robins over them, which is what
+    # the exported balancer does: the trial starts no balancer (one hop less on few cores).
+    if plan.router is not None and not plan.router.balances:
         prefill = tuple(w.url for w in workers if w.role == "prefill" and w.is_leader)
         decode = tuple(w.url for w in workers if w.role == "decode" and w.is_leader)
         argv = router_argv(port=router_port, prefill=prefill, decode=decode)

@@ -11,6 +11,10 @@ vLLM's own examples implement for NixlConnector):
 
 Workers of each role are used round-robin. The request rewriting is two pure functions
 (:func:`prefill_request`, :func:`decode_request`) so it can be tested without servers.
+
+The same command balances aggregated replicas (``--workers``, :func:`run_balancer`): each
+request goes unchanged to the next replica, so a deployment of several agg workers has one
+endpoint, as a Kubernetes Service gives it in the exported manifests.
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from typing import Any
 
 from .deps import require
 
-__all__ = ["RemoteDecode", "build_app", "decode_request", "prefill_request", "run_router"]
+__all__ = [
+    "RemoteDecode",
+    "build_app",
+    "build_balancer_app",
+    "decode_request",
+    "prefill_request",
+    "run_balancer",
+    "run_router",
+]
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +120,53 @@ class _Router:
         async with self.session.post(
             f"{next(self._decode)}{path}", json=decode_request(body, params)
         ) as resp:
-            out = web.StreamResponse(status=resp.status)
-            out.content_type = resp.content_type
-            await out.prepare(request)
-            async for data in resp.content.iter_any():
-                await out.write(data)
-            await out.write_eof()
-            return out
+            return await _stream_back(request, resp)
+
+
+async def _stream_back(request: Any, resp: Any) -> Any:
+    """Relay a worker's answer to the client as it arrives (token streams stay streams)."""
+    web = require("aiohttp.web")
+    out = web.StreamResponse(status=resp.status)
+    out.content_type = resp.content_type
+    await out.prepare(request)
+    async for data in resp.content.iter_any():
+        await out.write(data)
+    await out.write_eof()
+    return out
+
+
+class _Balancer(_Router):
+    """Round-robin over aggregated replicas; requests pass unchanged."""
+
+    def __init__(self, workers: Sequence[str]) -> None:
+        if not workers:
+            raise ValueError("the balancer needs at least one worker URL")
+        super().__init__(workers, workers)
+        self._workers = itertools.cycle(self.decode_urls)
+
+    async def health(self, request: Any) -> Any:
+        web = require("aiohttp.web")
+        return web.json_response({"workers": self.decode_urls})
+
+    async def forward(self, request: Any) -> Any:
+        body = await request.read()
+        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
+        async with self.session.post(f"{next(self._workers)}{request.path}", data=body, headers=headers) as resp:
+            return await _stream_back(request, resp)
 
 
 def build_app(prefill: Sequence[str], decode: Sequence[str]) -> Any:
     """The aiohttp application routing to ``prefill`` and ``decode`` base URLs."""
+    return _app(_Router(prefill, decode))
+
+
+def build_balancer_app(workers: Sequence[str]) -> Any:
+    """The aiohttp application balancing over aggregated replicas' base URLs."""
+    return _app(_Balancer(workers))
+
+
+def _app(router: _Router) -> Any:
     web = require("aiohttp.web")
-    router = _Router(prefill, decode)
     app = web.Application(client_max_size=64 * 1024**2)  # long prompts as token-ID lists
     app.cleanup_ctx.append(router.session_ctx)
     app.router.add_get("/health", router.health)
@@ -135,3 +181,10 @@ def run_router(*, host: str, port: int, prefill: Sequence[str], decode: Sequence
     web = require("aiohttp.web")
     log.info("router on %s:%d: prefill %s, decode %s", host, port, list(prefill), list(decode))
     web.run_app(build_app(prefill, decode), host=host, port=port, print=None, access_log=None)
+
+
+def run_balancer(*, host: str, port: int, workers: Sequence[str]) -> None:
+    """Serve the agg replicas' balancer until SIGINT/SIGTERM."""
+    web = require("aiohttp.web")
+    log.info("balancer on %s:%d: workers %s", host, port, list(workers))
+    web.run_app(build_balancer_app(workers), host=host, port=port, print=None, access_log=None)

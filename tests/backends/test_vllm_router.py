@@ -22,7 +22,13 @@ pytest.importorskip("httpx")
 from aiohttp import web  # noqa: E402
 
 from backends.vllm.loadgen import PromptSource, run_point, summarize  # noqa: E402
-from backends.vllm.router import RemoteDecode, build_app, decode_request, prefill_request  # noqa: E402
+from backends.vllm.router import (  # noqa: E402
+    RemoteDecode,
+    build_app,
+    build_balancer_app,
+    decode_request,
+    prefill_request,
+)
 
 TOKEN_DELAY_S = 0.004
 
@@ -150,6 +156,20 @@ def test_router_round_robin_end_to_end_with_the_load_generator() -> None:
     point = summarize(run, gpus=2)
     assert point.tpot_ms_p50 >= TOKEN_DELAY_S * 1000 * 0.9
     assert point.tok_s_gpu == pytest.approx(8 * 30 / run.duration_s / 2)
+
+
+def test_balancer_spreads_agg_replicas_and_passes_requests_unchanged() -> None:
+    seen: list[list[dict[str, Any]]] = [[], [], []]
+    with serving() as start:
+        workers = [start(fake_decode(seen[i])) for i in range(3)]
+        balancer = start(build_balancer_app(workers))
+        prompts = PromptSource(isl=16, osl=4, vocab_size=500, seed=2).take(9)
+        run = run_point([balancer], "m", prompts, concurrency=3, token_timeout_s=10)
+    assert not run.errors and len(run.records) == 9
+    assert [len(s) for s in seen] == [3, 3, 3]
+    for body in seen[0] + seen[1] + seen[2]:
+        assert "kv_transfer_params" not in body and body["max_tokens"] == 4 and body["stream"] is True
+    assert all(r.output_tokens == 4 and len(r.itl_s) == 3 for r in run.records), "streamed through"
 
 
 def test_router_passes_worker_errors_through() -> None:

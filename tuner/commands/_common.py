@@ -6,9 +6,17 @@ import argparse
 
 from rich.console import Console
 
-from ..rundir import RunData, load_run
+from ..rundir import ExportOptions, RunData, load_run
 
-__all__ = ["add_run_args", "err", "load_from_args", "non_negative_float", "out"]
+__all__ = [
+    "add_export_args",
+    "add_run_args",
+    "err",
+    "export_options",
+    "load_from_args",
+    "non_negative_float",
+    "out",
+]
 
 #: Results go to stdout; progress, warnings and errors to stderr.
 out = Console()
@@ -20,6 +28,29 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", help="run directory (holds study.db)")
     p.add_argument("--storage", help="Optuna storage URL instead of RUN/study.db")
     p.add_argument("--study", help="study name (needed when the storage holds several)")
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    """Options of the exported artifacts: images and the nodes' real host names."""
+    p.add_argument("--image", help="vLLM container image for the manifests (default: vllm/vllm-openai)")
+    p.add_argument(
+        "--router-image",
+        help="image with this tool installed, for the disagg router (build it: see deploy/kubernetes/README.md)",
+    )
+    p.add_argument(
+        "--node-hosts",
+        metavar="HOST,HOST,...",
+        help="host names of the nodes, in node order, as the other nodes reach them (multi-node scripts)",
+    )
+
+
+def export_options(args: argparse.Namespace) -> ExportOptions:
+    hosts = tuple(h.strip() for h in args.node_hosts.split(",")) if args.node_hosts else None
+    if hosts is not None and not all(hosts):
+        from ..errors import ConfigError
+
+        raise ConfigError("--node-hosts", args.node_hosts, "comma-separated host names, none empty")
+    return ExportOptions(image=args.image, router_image=args.router_image, node_hosts=hosts)
 
 
 def load_from_args(args: argparse.Namespace) -> RunData:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from ..export import exporter_names, write_exports
 from ..pick import pick_best
+from ..rundir import export_context
 from ..spec import build_problem
-from ._common import add_run_args, load_from_args, out
+from ._common import add_export_args, add_run_args, export_options, load_from_args, out
 
 __all__ = ["register"]
 
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         help="artifact format (repeatable; default: vllm and kubernetes)",
     )
     p.add_argument("--out", help="output directory (default: RUN/deploy)")
+    add_export_args(p)
     p.set_defaults(func=run)
 
 
@@ -31,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
     pick = pick_best(data.points, data.spec.sla)
     target = Path(args.out) if args.out else Path(args.run or data.spec.output_dir) / "deploy"
     formats = tuple(args.format or ("vllm", "kubernetes"))
-    for path in write_exports(pick.chosen.deployment, build_problem(data.spec), target, formats=formats):
+    deployment, problem = pick.chosen.deployment, build_problem(data.spec)
+    context = export_context(data.spec, deployment, problem, export_options(args))
+    for path in write_exports(deployment, problem, target, formats=formats, context=context):
         out.print(str(path), markup=False, highlight=False)
     return 0

@@ -10,7 +10,7 @@ from ..console import near_table, pick_table, point_dict
 from ..pick import closest_points
 from ..rundir import finalize
 from ..sla import SLA
-from ._common import add_run_args, err, load_from_args, non_negative_float, out
+from ._common import add_export_args, add_run_args, err, export_options, load_from_args, non_negative_float, out
 
 __all__ = ["register"]
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--percentile", type=int, choices=(50, 90, 99))
     p.add_argument("--out", help="where to write pick.yaml and deploy/ (default: RUN)")
     p.add_argument("--json", action="store_true", help="the pick as JSON on stdout")
+    add_export_args(p)
     p.set_defaults(func=run)
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_from_args(args)
     sla = _sla(data.spec.sla, args)
     target = Path(args.out or args.run or data.spec.output_dir)
-    pick, reason = finalize(data, sla, target)
+    pick, reason = finalize(data, sla, target, export_options=export_options(args))
     if pick is None:
         err.print(reason or "no deployment meets the SLA", markup=False, highlight=False)
         out.print(near_table(closest_points(data.points, sla)))

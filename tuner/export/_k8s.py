@@ -3,7 +3,9 @@ multi-node (LeaderWorkerSet) shell command. Private to ``tuner.export``."""
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
+from pathlib import Path, PurePosixPath
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -71,6 +73,59 @@ def container_env(ctx: ExportContext, worker: WorkerLaunch) -> list[dict[str, An
 def gpu_resources(gpus: int) -> dict[str, Any]:
     count = str(gpus)
     return {"limits": {"nvidia.com/gpu": count}, "requests": {"nvidia.com/gpu": count}}
+
+
+#: Where pods keep the model: the Hugging Face cache (HF_HOME) for a hub id, or a mounted
+#: folder for a model the run loaded from a local path.
+MODEL_CACHE_PATH = "/models/hf-cache"
+LOCAL_MODELS_PATH = "/models/local"
+
+
+def is_local_model(plan: LaunchPlan, ctx: ExportContext) -> bool:
+    """True when the plan loads a local folder rather than a Hugging Face hub id: the
+    architecture's own hub id, or ``org/name`` that is not a path on this machine, is a hub id."""
+    model = plan.model
+    if model == ctx.problem.arch.hf_id:
+        return False
+    if model.startswith(("/", ".", "~")) or Path(model).exists():
+        return True
+    return model.count("/") != 1
+
+
+def pod_model(plan: LaunchPlan, ctx: ExportContext) -> str:
+    """The model argument inside a pod: the hub id, or the local folder under the mount."""
+    if is_local_model(plan, ctx):
+        return f"{LOCAL_MODELS_PATH}/{PurePosixPath(plan.model).name}"
+    return plan.model
+
+
+def model_volume(plan: LaunchPlan, ctx: ExportContext) -> dict[str, Any]:
+    """A local model comes from a PersistentVolumeClaim the user fills (``<app>-models``);
+    a hub model is downloaded into a cache volume (emptyDir: per pod; swap in a claim to
+    share the download between restarts)."""
+    if is_local_model(plan, ctx):
+        return {"name": "models", "persistentVolumeClaim": {"claimName": f"{ctx.app}-models", "readOnly": True}}
+    return {"name": "models", "emptyDir": {}}
+
+
+def model_mount(plan: LaunchPlan, ctx: ExportContext) -> dict[str, Any]:
+    if is_local_model(plan, ctx):
+        return {"name": "models", "mountPath": LOCAL_MODELS_PATH, "readOnly": True}
+    return {"name": "models", "mountPath": MODEL_CACHE_PATH}
+
+
+def model_env(plan: LaunchPlan, ctx: ExportContext) -> list[dict[str, Any]]:
+    """HF_HOME on the cache volume for a hub model; nothing for a local one."""
+    return [] if is_local_model(plan, ctx) else [{"name": "HF_HOME", "value": MODEL_CACHE_PATH}]
+
+
+def pod_plan(plan: LaunchPlan, ctx: ExportContext) -> LaunchPlan:
+    """``plan`` with every worker's model argument as the pod sees it (``plan.model`` kept)."""
+    target = pod_model(plan, ctx)
+    workers = tuple(
+        dataclasses.replace(w, argv=tuple(target if t == plan.model else t for t in w.argv)) for w in plan.workers
+    )
+    return dataclasses.replace(plan, workers=workers)
 
 
 def shm_volume() -> dict[str, Any]:

@@ -25,6 +25,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ExportContext",
     "Exporter",
+    "Planner",
     "exporter_names",
     "get_exporter",
 ]
@@ -37,6 +38,8 @@ DEFAULT_DYNAMO_IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.2"
 #: An image with this tool installed, for ``tuner router`` (build it from this repository).
 DEFAULT_ROUTER_IMAGE = "llm-serving-tuner:0.1.0"
 ENTRY_POINT_GROUP = "tuner.exporters"
+#: Builds the plan an export renders: ``plan_launch``'s signature, or a backend's export_plan.
+Planner = Callable[..., LaunchPlan]
 
 #: GPU catalog id -> the ``nvidia.com/gpu.product`` label NVIDIA GPU feature discovery puts on
 #: nodes (values as GFD reports the product name with spaces replaced by dashes). Check
@@ -60,8 +63,10 @@ class ExportContext:
 
     ``hf_secret_name``/``hf_secret_key`` name the Kubernetes Secret holding the Hugging Face
     token; renderers reference it (``valueFrom.secretKeyRef``) and never write a token.
-    ``model``/``served_model_name``/``base_port`` are passed to ``plan_launch`` by
-    :func:`tuner.export.write_exports`.
+    ``model``/``served_model_name``/``base_port``/``node_hosts`` are passed to the planner
+    by :func:`tuner.export.write_exports`: ``planner`` is the measuring backend's
+    ``export_plan`` when it has one (:class:`backends.base.ExportsPlan`), so the export
+    starts what was measured, else :func:`serving.launch.plan_launch`.
     """
 
     deployment: Deployment
@@ -77,6 +82,8 @@ class ExportContext:
     model: str | None = None
     served_model_name: str | None = None
     base_port: int = 8000
+    node_hosts: tuple[str, ...] | None = None
+    planner: Planner | None = None
 
     def __post_init__(self) -> None:
         name = self.app

@@ -27,7 +27,11 @@ class VllmExporter:
             files["router.sh"] = (
                 "#!/usr/bin/env bash\n"
                 + context.header(plan)
-                + "# The disagg router: prefill with max_tokens=1, then decode with the KV handles.\n"
+                + (
+                    "# The balancer: one endpoint for the aggregated replicas, round-robin.\n"
+                    if plan.router.balances
+                    else "# The disagg router: prefill with max_tokens=1, then decode with the KV handles.\n"
+                )
                 + "set -euo pipefail\n"
                 + "exec "
                 + _continued(plan.router.argv)
@@ -66,8 +70,13 @@ class VllmExporter:
             "Run `node-N.sh` on node N (every node; leaders before their followers do no harm, "
             "vLLM waits for its ranks)"
             + (", then `router.sh` on node 0" if plan.router else "")
-            + f". Clients talk to {front} (OpenAI API).\n"
-            "Export `HF_TOKEN` first for gated models; logs go to `$LOG_DIR` (default `logs/`).\n\n"
+            + f". Clients talk to {front} (OpenAI API)"
+            + (
+                f": `router.sh` balances requests over the {len(plan.router.worker_urls)} replicas.\n"
+                if plan.router is not None and plan.router.balances
+                else ".\n"
+            )
+            + "Export `HF_TOKEN` first for gated models; logs go to `$LOG_DIR` (default `logs/`).\n\n"
             "| role | worker | rank | node | GPUs | port |\n| --- | --- | --- | --- | --- | --- |\n"
             + "\n".join(rows)
             + "\n"
