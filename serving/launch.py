@@ -31,10 +31,10 @@ from .launch_plan import (
     WorkerLaunch,
     balancer_argv,
     flag,
-    with_engine_extras,
     replace_flag_value,
     router_argv,
     vllm_flags,
+    with_engine_extras,
 )
 from .problem import Problem
 
@@ -421,7 +421,9 @@ def _router(deployment: Deployment, workers: list[WorkerLaunch], host: str, port
         if len(replicas) < 2:
             return None
         argv = balancer_argv(port=port, workers=replicas)
-        return RouterLaunch(host=host, port=port, prefill_urls=(), decode_urls=(), argv=argv, worker_urls=replicas)
+        return RouterLaunch(
+            host=host, port=port, prefill_urls=(), decode_urls=(), argv=argv, worker_urls=replicas
+        )
     prefill = tuple(w.url for w in workers if w.role == "prefill" and w.is_leader)
     decode = tuple(w.url for w in workers if w.role == "decode" and w.is_leader)
     return RouterLaunch(

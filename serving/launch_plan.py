@@ -22,10 +22,10 @@ __all__ = [
     "WorkerLaunch",
     "balancer_argv",
     "flag",
-    "with_engine_extras",
     "replace_flag_value",
     "router_argv",
     "vllm_flags",
+    "with_engine_extras",
 ]
 
 

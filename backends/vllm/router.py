@@ -151,7 +151,9 @@ class _Balancer(_Router):
     async def forward(self, request: Any) -> Any:
         body = await request.read()
         headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
-        async with self.session.post(f"{next(self._workers)}{request.path}", data=body, headers=headers) as resp:
+        async with self.session.post(
+            f"{next(self._workers)}{request.path}", data=body, headers=headers
+        ) as resp:
             return await _stream_back(request, resp)
 
 

@@ -78,7 +78,9 @@ def rendered(label: str, fmt: str) -> dict[str, str]:
 
 
 def docs_of(files: dict[str, str]) -> list[dict[str, Any]]:
-    return [d for path, text in files.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+    return [
+        d for path, text in files.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d
+    ]
 
 
 def validate_pod(template: dict[str, Any]) -> None:

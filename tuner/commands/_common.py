@@ -35,7 +35,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", help="vLLM container image for the manifests (default: vllm/vllm-openai)")
     p.add_argument(
         "--router-image",
-        help="image with this tool installed, for the disagg router (build it: see deploy/kubernetes/README.md)",
+        help="image with this tool installed, for the router (see deploy/kubernetes/README.md)",
     )
     p.add_argument(
         "--node-hosts",

@@ -10,7 +10,15 @@ from ..console import near_table, pick_table, point_dict
 from ..pick import closest_points
 from ..rundir import finalize
 from ..sla import SLA
-from ._common import add_export_args, add_run_args, err, export_options, load_from_args, non_negative_float, out
+from ._common import (
+    add_export_args,
+    add_run_args,
+    err,
+    export_options,
+    load_from_args,
+    non_negative_float,
+    out,
+)
 
 __all__ = ["register"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-from pathlib import Path, PurePosixPath
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -104,7 +104,10 @@ def model_volume(plan: LaunchPlan, ctx: ExportContext) -> dict[str, Any]:
     a hub model is downloaded into a cache volume (emptyDir: per pod; swap in a claim to
     share the download between restarts)."""
     if is_local_model(plan, ctx):
-        return {"name": "models", "persistentVolumeClaim": {"claimName": f"{ctx.app}-models", "readOnly": True}}
+        return {
+            "name": "models",
+            "persistentVolumeClaim": {"claimName": f"{ctx.app}-models", "readOnly": True},
+        }
     return {"name": "models", "emptyDir": {}}
 
 
@@ -123,7 +126,8 @@ def pod_plan(plan: LaunchPlan, ctx: ExportContext) -> LaunchPlan:
     """``plan`` with every worker's model argument as the pod sees it (``plan.model`` kept)."""
     target = pod_model(plan, ctx)
     workers = tuple(
-        dataclasses.replace(w, argv=tuple(target if t == plan.model else t for t in w.argv)) for w in plan.workers
+        dataclasses.replace(w, argv=tuple(target if t == plan.model else t for t in w.argv))
+        for w in plan.workers
     )
     return dataclasses.replace(plan, workers=workers)
 

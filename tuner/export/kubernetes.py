@@ -48,7 +48,9 @@ class KubernetesExporter:
             "README.md": _readme(plan, context),
         }
 
-    def _pod_spec(self, plan: LaunchPlan, context: ExportContext, container: dict[str, Any]) -> dict[str, Any]:
+    def _pod_spec(
+        self, plan: LaunchPlan, context: ExportContext, container: dict[str, Any]
+    ) -> dict[str, Any]:
         volumes = [_k8s.shm_volume(), _k8s.model_volume(plan, context)]
         spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
         if context.node_selector():
@@ -92,7 +94,10 @@ class KubernetesExporter:
             "spec": {
                 "replicas": count,
                 "selector": {"matchLabels": labels},
-                "template": {"metadata": {"labels": labels}, "spec": self._pod_spec(plan, context, container)},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": self._pod_spec(plan, context, container),
+                },
             },
         }
 
@@ -179,7 +184,9 @@ def _service(context: ExportContext, role: str, selector: dict[str, str]) -> dic
 
 def _readme(plan: LaunchPlan, context: ExportContext) -> str:
     """How to apply the manifests: the endpoint, the model's volume, the images to build."""
-    front = f"{_name(context, 'router' if plan.mode == 'disagg' else plan.roles()[0])}.{context.namespace}.svc"
+    front = (
+        f"{_name(context, 'router' if plan.mode == 'disagg' else plan.roles()[0])}.{context.namespace}.svc"
+    )
     replicas = len(plan.leaders(plan.roles()[0]))
     lines = [
         f"# {plan.label} ({plan.gpus()} GPUs) on Kubernetes",
