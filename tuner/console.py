@@ -100,11 +100,18 @@ _COLUMNS = (
 
 
 def _table(title: str, rows: Sequence[MeasuredPoint]) -> Table:
+    """Numbers are never cut (a CI log is often 80 columns): each number column is as wide
+    as its widest cell; the topology label folds onto a second line instead."""
+    cells = [_row(m) for m in rows]
     table = Table(title=title, title_justify="left", caption="times in ms", caption_justify="left")
     for i, col in enumerate(_COLUMNS):
-        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
-    for m in rows:
-        table.add_row(*_row(m))
+        if i == 0:
+            table.add_column(col, justify="left", overflow="fold", min_width=8)
+        else:
+            widest = max([len(r[i]) for r in cells] + [max(len(p) for p in col.split("\n"))])
+            table.add_column(col, justify="right", no_wrap=True, min_width=widest)
+    for row in cells:
+        table.add_row(*row)
     return table
 
 

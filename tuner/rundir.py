@@ -45,7 +45,9 @@ class RunData:
 def load_run(run: str | None, *, storage: str | None = None, study_name: str | None = None) -> RunData:
     """A run from its directory (``RUN/study.db``) or from a storage URL and study name."""
     if storage is None:
-        if run is None or not (Path(run) / "study.db").is_file():
+        if run is None:
+            raise TunerError("RUN is required: a run directory holding study.db, or --storage URL")
+        if not (Path(run) / "study.db").is_file():
             raise ConfigError("RUN", run, "must be a run directory holding study.db (or give --storage)")
         storage = f"sqlite:///{(Path(run) / 'study.db').resolve()}"
     with storage_errors(storage):

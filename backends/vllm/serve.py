@@ -8,7 +8,7 @@ vLLM's own CLI entry point, so every ``vllm`` subcommand and flag works unchange
 CUDA build installed the lookup succeeds and nothing is patched.
 
 The CLI runs only under the ``__main__`` guard: vLLM starts its engine with multiprocessing
-"spawn", which re-imports the main module in the child (see shared/notes/vllm-cpu.md).
+"spawn", which re-imports the main module in the child (see docs/vllm-cpu.md).
 """
 
 from __future__ import annotations

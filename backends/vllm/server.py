@@ -3,7 +3,7 @@
 The server runs in its own process group but in the *same session* as the load client: a
 separate session (``setsid``) puts it in another autogroup, and on a 2-core machine Linux's
 autogroup scheduling then starves the client so streamed timings become garbage (see
-shared/notes/vllm-cpu.md). The group lets us stop the API server *and* the engine and worker
+docs/vllm-cpu.md). The group lets us stop the API server *and* the engine and worker
 processes it spawned: SIGTERM to the group, wait, SIGKILL what is left.
 
 Start-up polls ``/health`` against a deadline and fails early, with the log's tail, when the

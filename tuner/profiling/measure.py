@@ -50,7 +50,7 @@ def require_torch() -> Any:
     except ImportError:
         raise TunerError(
             "tuner profile measures with PyTorch, which is not installed: "
-            "pip install 'llm-serving-tuner[profile]' (or pip install torch)"
+            "pip install -e '.[profile]' from the repository (or pip install torch)"
         ) from None
     return torch
 
