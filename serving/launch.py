@@ -121,7 +121,7 @@ def plan_launch(
             "hosts with `--node-hosts` of `tuner export` or `tuner pick`, or add these names "
             "to /etc/hosts)."
         )
-    router = _router(deployment, workers, hosts[0], base_port)
+    router = _router(deployment, workers, hosts[0], host, base_port)
     return LaunchPlan(
         label=deployment.label(),
         mode=deployment.mode,
@@ -414,13 +414,16 @@ def _ray_ranks(
     return out
 
 
-def _router(deployment: Deployment, workers: list[WorkerLaunch], host: str, port: int) -> RouterLaunch | None:
-    """The disagg router, the balancer of several agg replicas, or None for one agg worker."""
+def _router(
+    deployment: Deployment, workers: list[WorkerLaunch], host: str, bind: str, port: int
+) -> RouterLaunch | None:
+    """The disagg router, the balancer of several agg replicas, or None for one agg worker;
+    ``host`` is where clients reach it (node 0), ``bind`` the address it listens on."""
     if deployment.mode != "disagg":
         replicas = tuple(w.url for w in workers if w.is_leader)
         if len(replicas) < 2:
             return None
-        argv = balancer_argv(port=port, workers=replicas)
+        argv = balancer_argv(host=bind, port=port, workers=replicas)
         return RouterLaunch(
             host=host, port=port, prefill_urls=(), decode_urls=(), argv=argv, worker_urls=replicas
         )
@@ -431,5 +434,5 @@ def _router(deployment: Deployment, workers: list[WorkerLaunch], host: str, port
         port=port,
         prefill_urls=prefill,
         decode_urls=decode,
-        argv=router_argv(port=port, prefill=prefill, decode=decode),
+        argv=router_argv(host=bind, port=port, prefill=prefill, decode=decode),
     )

@@ -182,17 +182,20 @@ def replace_flag_value(argv: Sequence[str], name: str, value: str) -> tuple[str,
     return tuple(items)
 
 
-def balancer_argv(*, port: int, workers: Sequence[str]) -> tuple[str, ...]:
-    """``tuner router --port P --workers URL...``: round-robin over agg replicas."""
+def balancer_argv(*, host: str, port: int, workers: Sequence[str]) -> tuple[str, ...]:
+    """``tuner router --host H --port P --workers URL...``: round-robin over agg replicas."""
     table = vllm_flags()["router"]
-    return (*table["command"], table["port"], str(port), table["workers"], *workers)
+    return (*table["command"], table["host"], host, table["port"], str(port), table["workers"], *workers)
 
 
-def router_argv(*, port: int, prefill: Sequence[str], decode: Sequence[str]) -> tuple[str, ...]:
-    """``tuner router --port P --prefill URL... --decode URL...``."""
+def router_argv(*, host: str, port: int, prefill: Sequence[str], decode: Sequence[str]) -> tuple[str, ...]:
+    """``tuner router --host H --port P --prefill URL... --decode URL...``. The bind address
+    is always explicit: the router's own default is loopback."""
     table = vllm_flags()["router"]
     return (
         *table["command"],
+        table["host"],
+        host,
         table["port"],
         str(port),
         table["prefill"],

@@ -98,7 +98,7 @@ def localize(
     if plan.router is not None and not plan.router.balances:
         prefill = tuple(w.url for w in workers if w.role == "prefill" and w.is_leader)
         decode = tuple(w.url for w in workers if w.role == "decode" and w.is_leader)
-        argv = router_argv(port=router_port, prefill=prefill, decode=decode)
+        argv = router_argv(host=host, port=router_port, prefill=prefill, decode=decode)
         argv = (*ROUTER_COMMAND, *argv[len(vllm_flags()["router"]["command"]) :])
         router = RouterLaunch(
             host=host, port=router_port, prefill_urls=prefill, decode_urls=decode, argv=argv

@@ -4,7 +4,9 @@ The server runs in its own process group but in the *same session* as the load c
 separate session (``setsid``) puts it in another autogroup, and on a 2-core machine Linux's
 autogroup scheduling then starves the client so streamed timings become garbage (see
 docs/vllm-cpu.md). The group lets us stop the API server *and* the engine and worker
-processes it spawned: SIGTERM to the group, wait, SIGKILL what is left.
+processes it spawned: SIGTERM to the group, wait, SIGKILL what is left. A
+:class:`~backends.vllm.lifeline.Lifeline` ends the group if the tuner itself dies first
+(``kill -9`` included).
 
 Start-up polls ``/health`` against a deadline and fails early, with the log's tail, when the
 process dies first. Output goes to one log file per server in the caller's directory.
@@ -25,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from .deps import require
+from .lifeline import Lifeline
 
 __all__ = [
     "ServerFailed",
@@ -184,6 +187,7 @@ class ServerProcess:
         self.env = dict(env or {})
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lifeline: Lifeline | None = None
         self.pgid: int | None = None
         self.started_at = 0.0
         self.ready_s = float("nan")
@@ -208,18 +212,25 @@ class ServerProcess:
         """Spawn the process in a new process group of this session, output to the log."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env}
+        self._lifeline = Lifeline()
         with self.log_path.open("ab") as logf:
             logf.write(f"$ {' '.join(self.argv)}\n".encode())
             logf.flush()
-            self._proc = subprocess.Popen(  # own group, same session: never setsid
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                env=env,
-                process_group=0,
-            )
+            try:
+                self._proc = subprocess.Popen(  # own group, same session: never setsid
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    process_group=0,
+                )
+            except BaseException:
+                self._lifeline.release()
+                self._lifeline = None
+                raise
         self.pgid = self._proc.pid
+        self._lifeline.attach(self.pgid)
         self.started_at = time.monotonic()
         log.info("%s: started pid %d, log %s", self.name, self._proc.pid, self.log_path)
 
@@ -280,6 +291,9 @@ class ServerProcess:
                 time.sleep(0.1)
         log.info("%s: stopped", self.name)
         self.pgid = None
+        if self._lifeline is not None:
+            self._lifeline.release()
+            self._lifeline = None
 
     def stop(self) -> None:
         """Stop the whole group: SIGTERM, wait, SIGKILL."""

@@ -155,3 +155,58 @@ def test_free_port_block_is_consecutive_and_avoids() -> None:
 )
 def test_failure_reason(tail: str, expected: str) -> None:
     assert failure_reason(tail) == expected
+
+
+OWNER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from backends.vllm.server import ServerProcess
+    srv = ServerProcess("stand-in", sys.argv[2:], url="http://127.0.0.1:1", log_path=Path(sys.argv[1]))
+    srv.start()
+    print(srv.pgid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_server_group_dies_with_its_owner_killed_by_sigkill(tmp_path: Path) -> None:
+    """The owner (the tuner) is SIGKILLed: its lifeline ends the server's whole group."""
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "stand_in.py"
+    script.write_text(STAND_IN)
+    log = tmp_path / "stand-in.log"
+    port = free_ports(1)[0]
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(log), sys.executable, str(script), str(port), "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert owner.stdout is not None
+    with owner.stdout:
+        pgid = int(owner.stdout.readline())
+    deadline = time.monotonic() + 20
+    while "child" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = _child_pid(log)
+    assert _running(pgid) and _running(child)
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_alive(pgid), "the server group outlived its owner"
+    assert not _running(child)
+
+
+def test_a_stopped_server_releases_its_lifeline(tmp_path: Path) -> None:
+    """A normal stop leaves no watchdog behind."""
+    srv = _server(tmp_path, 0.0)
+    with srv:
+        watchdog = srv._lifeline.watchdog_pid if srv._lifeline else -1
+        assert _running(watchdog)
+    assert not _running(watchdog)

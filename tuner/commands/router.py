@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "next aggregated replica. Workers of each role are used round-robin.",
         allow_abbrev=False,
     )
-    p.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="bind address (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)",
+    )
     p.add_argument("--port", type=int, required=True, help="port to listen on")
     p.add_argument("--prefill", nargs="+", metavar="URL", help="prefill workers' base URLs (disagg)")
     p.add_argument("--decode", nargs="+", metavar="URL", help="decode workers' base URLs (disagg)")

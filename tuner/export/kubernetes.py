@@ -139,7 +139,8 @@ class KubernetesExporter:
         def url(role: str) -> str:
             return f"http://{_name(context, role)}.{context.namespace}.svc:{port}"
 
-        argv = router_argv(port=port, prefill=[url("prefill")], decode=[url("decode")])
+        # In a pod the router must listen on the pod's address (the Service routes to it).
+        argv = router_argv(host="0.0.0.0", port=port, prefill=[url("prefill")], decode=[url("decode")])
         labels = _k8s.labels(context, "router")
         container = {
             "name": "router",

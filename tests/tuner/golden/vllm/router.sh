@@ -4,6 +4,7 @@
 # The disagg router: prefill with max_tokens=1, then decode with the KV handles.
 set -euo pipefail
 exec tuner router \
+    --host 0.0.0.0 \
     --port 8000 \
     --prefill http://node-0:8001 \
     --decode http://node-1:8001
