@@ -21,7 +21,7 @@ from .errors import ConfigError, NoFeasiblePick, TunerError
 from .front import pareto_front
 from .outputs import pick_document, write_csv, write_pick_yaml
 from .pick import Pick, pick_best
-from .plot import plot_front
+from .plot import chart_title, plot_front
 from .results import MeasuredPoint
 from .sla import SLA
 from .spec import StudySpec, build_problem, parse_spec
@@ -92,7 +92,7 @@ def finalize(
         reason = None
     except NoFeasiblePick as exc:
         pick, reason = None, str(exc)
-    wait_chart = _draw_chart(out_dir / "pareto.png", run.points, sla, pick, _title(run.spec))
+    wait_chart = _draw_chart(out_dir / "pareto.png", run.points, sla, pick, chart_title(run.spec))
     try:
         if while_drawing is not None:
             while_drawing()
@@ -107,13 +107,6 @@ def finalize(
     finally:
         wait_chart()
     return pick, None
-
-
-def _title(spec: StudySpec) -> str:
-    return (
-        f"{spec.model} {spec.precision} on {spec.hardware.gpus} x {spec.hardware.gpu}, "
-        f"ISL {spec.workload.isl} / OSL {spec.workload.osl}, {spec.backend.name}"
-    )
 
 
 def _draw_chart(
