@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from serving import Deployment
 from tuner.cli import main
 from tuner.console import front_table
 from tuner.front import pareto_front
@@ -83,7 +85,15 @@ def test_front_table_keeps_every_digit_at_80_columns(
     dense = ROOT / "examples" / "qwen3-32b-h200.yaml"  # disagg labels such as 1xTP1+1xTP4
     assert main(["tune", str(dense), "--trials", "30", "--out", str(tmp_path / "run"), "-q"]) == 0
     capsys.readouterr()
-    points = load_run(str(tmp_path / "run")).points
+    # The seed chart's labels are long (2xTP4xDP2xEP8+3xDEP16): give every point one.
+    long = Deployment.from_dict(
+        {
+            "mode": "disagg",
+            "prefill": {"tp": 4, "dp": 2, "ep": 8, "count": 2},
+            "decode": {"dp": 16, "ep": 16, "count": 3},
+        }
+    )
+    points = [dataclasses.replace(m, deployment=long) for m in load_run(str(tmp_path / "run")).points]
     buffer = io.StringIO()
     Console(file=buffer, width=80, color_system=None).print(front_table(points))
     text = buffer.getvalue()
