@@ -79,12 +79,11 @@ class StorageOutage:
                 first = now if first is None else first
                 self._noticed(now, message)
                 waited = now - first
-                if waited + delay > self.budget_s:
+                if waited >= self.budget_s:
                     raise StorageError(
-                        f"storage {redact(self.url)}: unreachable for {waited:.0f} s ({message}); "
-                        f"giving up after {self.budget_s:.0f} s"
+                        f"storage {redact(self.url)}: unreachable for {waited:.0f} s ({message}); giving up"
                     ) from exc
-                time.sleep(delay)
+                time.sleep(min(delay, self.budget_s - waited))
                 delay = min(2 * delay, MAX_DELAY_S)
                 with self._lock:
                     self.retries += 1

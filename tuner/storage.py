@@ -73,6 +73,12 @@ _KNOWN_ERRORS: tuple[tuple[str, bool, str], ...] = (
     ("could not receive data from server", True, "the connection to the database server was lost"),
     ("ssl syscall error", True, "the connection to the database server was lost"),
     ("no connection to the server", True, "the connection to the database server was lost"),
+    # A session whose connection died mid-transaction; the failed call rolled it back.
+    (
+        "can't reconnect until invalid transaction is rolled back",
+        True,
+        "the connection was lost mid-transaction",
+    ),
     ("could not translate host name", False, "unknown host"),
     ("timeout expired", True, "connection timed out"),
     ("database or disk is full", False, "disk full"),
@@ -123,11 +129,18 @@ def classify(exc: BaseException) -> tuple[bool, str]:
 
 def storage_exceptions() -> tuple[type[BaseException], ...]:
     """What a storage call raises when the database fails (driver, SQLAlchemy, Optuna)."""
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+    from sqlalchemy.exc import (
+        ArgumentError,
+        DBAPIError,
+        NoSuchModuleError,
+        OperationalError,
+        PendingRollbackError,
+    )
 
     return (
         OperationalError,
         DBAPIError,
+        PendingRollbackError,
         ArgumentError,
         NoSuchModuleError,
         sqlite3.Error,

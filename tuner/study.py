@@ -370,6 +370,10 @@ def _ask(run: _Run) -> tuple[optuna.Trial, Deployment]:
     half written) is failed with the reason once the storage answers again."""
     with run.lock:
         explore, run.explore_next = run.explore_next, None
+        if explore is not None and run.io(lambda: _waiting(run.study)):
+            # A queued trial (a dead worker's retry) is asked first; exploring waits for it,
+            # or the explorer's trial would be left WAITING when the budget ends.
+            run.explore_next, explore = explore, None
         if explore is not None:
             run.io(lambda: run.study.enqueue_trial(run.space.params(explore), skip_if_exists=False))
         asked: list[optuna.Trial] = []
@@ -390,6 +394,10 @@ def _ask(run: _Run) -> tuple[optuna.Trial, Deployment]:
             run.io(lambda: trial.set_user_attr(EXPLORED_ATTR, dep.family()))
             run.explored.add(trial.number)
         return trial, dep
+
+
+def _waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def _one_trial(run: _Run) -> TrialOutcome:
