@@ -25,13 +25,24 @@ from serving import Deployment, LoadPoint, Problem
 from .errors import StorageError, TunerError
 from .explore import explorer_for
 from .guided import GuidanceReport, GuidedQueue, GuidedSearch
+from .heartbeats import Heartbeats, fail_and_retry
+from .outages import StorageOutage
 from .pick import Pick
 from .results import MeasuredPoint
 from .rundir import RunData, finalize
 from .screen import Screening, screen
 from .spec import StudySpec, build_problem
-from .storage import HEARTBEAT_S, Claims, WriteBehind, open_storage, storage_errors
-from .studies import BACKEND_ATTR, BUDGET_ATTR, claims_for, default_preset, open_study
+from .storage import Claims, WriteBehind, open_storage, storage_errors
+from .studies import (
+    BACKEND_ATTR,
+    BUDGET_ATTR,
+    WRITER_ATTR,
+    claims_for,
+    default_preset,
+    heartbeats_for,
+    mark_writer,
+    open_study,
+)
 from .study import StudySummary, TrialOutcome, load_measured, run_trials
 from .workers import run_local_workers
 
@@ -106,13 +117,14 @@ def tune(
     with _run_lock(Path(spec.output_dir)), storage_errors(url):
         # Opening a storage is mostly waiting (imports, schema, fsync): it runs in a thread
         # while an instant backend screens the space, which the first run needs.
-        opening = _Background(lambda: open_storage(url, heartbeat_s=HEARTBEAT_S))
+        opening = _Background(lambda: open_storage(url))
         screened = _screen(spec, space, problem, backend)
         storage = opening.result()
         study = open_study(spec, storage, candidates=screened.candidates if screened else None)
         if spec.study.storage is None:  # the run directory's own study: we hold its lock
-            _retry_orphans(study)
+            _retry_orphans(study, storage)
         buffer = WriteBehind(study) if getattr(backend, "instant", False) and not shared else None
+        mark_writer(study, buffered=buffer is not None)  # workers refuse a buffered run
         work = buffer.memory if buffer else study
         n_trials, screening = _prepare(
             spec, work, space, problem, backend, screened if not work.trials else None
@@ -125,10 +137,13 @@ def tune(
         if workers > 1:
             summary = run_local_workers(spec, workers, study)
         else:
+            heartbeats = None if buffer else heartbeats_for(storage, study)
             summary = _run_here(
                 work,
                 buffer,
                 spec,
+                heartbeats=heartbeats,
+                outage=None if buffer else _outage(url, heartbeats),
                 guide=guide,
                 space=space,
                 backend=backend,
@@ -150,6 +165,7 @@ def tune(
             backend_info=backend.describe(),
             while_drawing=buffer.flush if buffer else None,
         )
+        study.set_user_attr(WRITER_ATTR, None)
     guidance = guide.guide.report() if guide is not None else None
     if guidance is not None:
         log.info(guidance.summary())
@@ -243,6 +259,8 @@ def _run_here(
     distinct: int | None,
     guide: GuidedQueue | None = None,
     feasible: list[Deployment] | None = None,
+    heartbeats: Heartbeats | None = None,
+    outage: StorageOutage | None = None,
 ) -> StudySummary:
     def after_trial(outcome: TrialOutcome, summary: StudySummary) -> None:
         if buffer is not None:
@@ -270,6 +288,8 @@ def _run_here(
             explorer=explorer_for(
                 spec.study.explore_after, space, problem, backend, seed=spec.study.seed, candidates=feasible
             ),
+            heartbeats=heartbeats,
+            outage=outage,
         )
     except BaseException:
         if buffer is not None:  # keep every finished trial of an interrupted run
@@ -286,27 +306,22 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise TunerError(
-                f"another `tuner tune` is running in {run_dir}; wait for it or use another "
-                "output directory (workers join with `tuner worker`)"
+                f"another `tuner tune` is running in {run_dir}; wait for it or use another output "
+                "directory (to run one study in several processes, start it with "
+                "`tuner tune SPEC --workers N`, or with --storage postgresql://... and `tuner worker`)"
             ) from None
         yield
 
 
-def _retry_orphans(study: optuna.Study) -> None:
+def _outage(url: str, heartbeats: Heartbeats | None) -> StorageOutage:
+    """Storage calls of this run ride out a restart; afterwards the heartbeats start
+    watching afresh, so trials of workers that rode out the same outage are not failed."""
+    return StorageOutage(url, on_recover=heartbeats.forget if heartbeats is not None else None)
+
+
+def _retry_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
     """Trials a killed single-process run left RUNNING: failed ("interrupted: the process was
     killed") and queued again, keeping the points they stored (the retry measures the rest)."""
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: the process was killed")
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        keep = {k: v for k, v in t.user_attrs.items() if k in ("deployment", "label", "points")}
-        history = [*t.system_attrs.get("retry_history", []), t.number]
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=TrialState.WAITING,
-                params=t.params,
-                distributions=t.distributions,
-                user_attrs=keep,
-                system_attrs={"failed_trial": history[0], "retry_history": history},
-            )
-        )
+        fail_and_retry(study, storage, t, "interrupted: the process was killed", max_retry=None)
         log.info("trial %d was left running by a killed run: failed and queued again", t.number)

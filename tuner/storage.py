@@ -14,7 +14,8 @@ workers never uses it: its trials go straight to the database.
 
 Every storage failure becomes a :class:`StorageError` (one line, exit 2) in one place,
 :func:`storage_errors`; transient ones (server starting, refused or dropped connection) are
-retried with exponential backoff while the storage is opened.
+retried with exponential backoff while the storage is opened, and during a run by
+:class:`tuner.outages.StorageOutage`. Heartbeats of running trials: :mod:`tuner.heartbeats`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import contextlib
 import logging
 import sqlite3
 import time
-import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,19 +35,22 @@ from optuna.storages import BaseStorage, RDBStorage
 from .errors import StorageError
 
 __all__ = [
+    "GRACE_FACTOR",
     "HEARTBEAT_S",
     "WriteBehind",
+    "classify",
     "normalize_url",
     "open_storage",
     "redact",
     "storage_errors",
+    "storage_exceptions",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Default heartbeat interval of a running trial. A dead worker's trial is failed (and
-#: retried once) after GRACE_FACTOR intervals without a beat; 3 tolerates two lost beats
-#: (a database restart, a GC pause) before a live trial is declared dead.
+#: Default heartbeat interval of a running trial (:mod:`tuner.heartbeats`). A dead worker's
+#: trial is failed (and retried once) after GRACE_FACTOR intervals without a beat; 3
+#: tolerates two lost beats (a GC pause, a slow commit) before a live trial is declared dead.
 HEARTBEAT_S = 20
 GRACE_FACTOR = 3
 #: Backoff before each retry of a transient error while opening: 0.25 + 0.5 + 1 + 2 s;
@@ -64,6 +67,18 @@ _KNOWN_ERRORS: tuple[tuple[str, bool, str], ...] = (
     ("too many clients", True, "the database server has too many connections"),
     ("connection refused", True, "connection refused (is the database server running?)"),
     ("server closed the connection", True, "the server closed the connection"),
+    ("terminating connection due to administrator command", True, "the database server is restarting"),
+    ("connection is lost", True, "the connection to the database server was lost"),
+    ("connection is closed", True, "the connection to the database server was closed"),
+    ("could not receive data from server", True, "the connection to the database server was lost"),
+    ("ssl syscall error", True, "the connection to the database server was lost"),
+    ("no connection to the server", True, "the connection to the database server was lost"),
+    # A session whose connection died mid-transaction; the failed call rolled it back.
+    (
+        "can't reconnect until invalid transaction is rolled back",
+        True,
+        "the connection was lost mid-transaction",
+    ),
     ("could not translate host name", False, "unknown host"),
     ("timeout expired", True, "connection timed out"),
     ("database or disk is full", False, "disk full"),
@@ -98,19 +113,39 @@ def redact(url: str) -> str:
         return url.split("@")[-1]
 
 
-def _classify(exc: BaseException) -> tuple[bool, str]:
-    text = str(getattr(exc, "orig", None) or exc).lower()
+def classify(exc: BaseException) -> tuple[bool, str]:
+    """(transient?, what to tell the user) for a storage error: the driver's own error,
+    found under Optuna's ``StorageInternalError`` and SQLAlchemy's wrapper."""
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    root = getattr(exc, "orig", None) or exc
+    text = str(root).lower()
     for needle, transient, message in _KNOWN_ERRORS:
         if needle in text:
             return transient, message
-    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    first = str(root).strip().splitlines()
     return False, f"{type(exc).__name__}: {first[0] if first else 'unknown error'}"
 
 
-def _storage_exceptions() -> tuple[type[BaseException], ...]:
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+def storage_exceptions() -> tuple[type[BaseException], ...]:
+    """What a storage call raises when the database fails (driver, SQLAlchemy, Optuna)."""
+    from sqlalchemy.exc import (
+        ArgumentError,
+        DBAPIError,
+        NoSuchModuleError,
+        OperationalError,
+        PendingRollbackError,
+    )
 
-    return (OperationalError, DBAPIError, ArgumentError, NoSuchModuleError, sqlite3.Error)
+    return (
+        OperationalError,
+        DBAPIError,
+        PendingRollbackError,
+        ArgumentError,
+        NoSuchModuleError,
+        sqlite3.Error,
+        optuna.exceptions.StorageInternalError,
+    )
 
 
 @contextmanager
@@ -118,8 +153,8 @@ def storage_errors(url: str) -> Iterator[None]:
     """Turn driver errors raised inside into one :class:`StorageError` line naming ``url``."""
     try:
         yield
-    except _storage_exceptions() as exc:
-        _, message = _classify(exc)
+    except storage_exceptions() as exc:
+        _, message = classify(exc)
         raise StorageError(f"storage {redact(url)}: {message}") from exc
     except ModuleNotFoundError as exc:
         if exc.name in ("psycopg", "psycopg2"):
@@ -138,13 +173,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def open_storage(url: str, *, heartbeat_s: int | None = None) -> BaseStorage:
-    """The storage for ``url``, connected (transient errors retried with backoff).
-
-    ``heartbeat_s``: record a heartbeat of every running trial at this interval; a trial
-    without one for ``GRACE_FACTOR`` intervals is failed by the next worker that looks and
-    retried once (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`).
-    """
+def open_storage(url: str) -> BaseStorage:
+    """The storage for ``url``, connected (transient errors retried with backoff)."""
     url = normalize_url(url)
     with storage_errors(url):
         if url.startswith("grpc://"):
@@ -152,29 +182,17 @@ def open_storage(url: str, *, heartbeat_s: int | None = None) -> BaseStorage:
             return _retrying(
                 url, lambda: optuna.storages.GrpcStorageProxy(host=host, port=int(port or 13000))
             )
-        return _retrying(url, lambda: _rdb(url, heartbeat_s))
+        return _retrying(url, lambda: _rdb(url))
 
 
-def _rdb(url: str, heartbeat_s: int | None) -> RDBStorage:
-    kwargs: dict[str, Any] = {}
-    if heartbeat_s:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-        kwargs = {
-            "heartbeat_interval": heartbeat_s,
-            "grace_period": GRACE_FACTOR * heartbeat_s,
-            "heartbeat_stale_trial_callback": retry,
-        }
+def _rdb(url: str) -> RDBStorage:
     if url.startswith("sqlite:"):
         # Several local workers on one SQLite file wait for the write lock instead of failing.
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         # pre_ping: a pooled connection dropped by a database restart is replaced, not raised.
         engine_kwargs = {"pool_pre_ping": True, "pool_size": 2, "connect_args": {"connect_timeout": 5}}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    storage = RDBStorage(url, engine_kwargs=engine_kwargs)
     if url.startswith("sqlite:"):
         from sqlalchemy import event
 
@@ -189,8 +207,8 @@ def _retrying(url: str, connect: Any) -> Any:
     for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
         try:
             return connect()
-        except _storage_exceptions() as exc:
-            transient, message = _classify(exc)
+        except storage_exceptions() as exc:
+            transient, message = classify(exc)
             if not transient or delay is None:
                 raise
             log.warning("storage %s: %s; retry %d in %.2f s", redact(url), message, attempt + 1, delay)
@@ -288,7 +306,9 @@ class Claims:
                 pass
             with self._storage.engine.begin() as conn:
                 holder = conn.execute(select(t.c.trial_id).where(where)).scalar_one_or_none()
-            if holder is None or holder == trial_id:
+            if holder == trial_id:  # our insert committed, its answer was lost (a retry)
+                return None
+            if holder is None:
                 continue
             if self._storage.get_trial(holder).state != optuna.trial.TrialState.FAIL:
                 return holder

@@ -1,11 +1,14 @@
 """The study in its storage: create or resume it, let a worker join it, and what is stored
 with it (the spec, the resolved search space, the tool version, the trial budget), so the
 storage alone is enough to run, join or read a study, and a worker of another version or
-space refuses to join.
+space refuses to join, as it refuses a study that one buffering process is writing
+(:data:`WRITER_ATTR`).
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 import optuna
@@ -14,7 +17,8 @@ import search_spaces
 from serving import Problem
 
 from . import __version__
-from .errors import ConfigError, StudyMismatch
+from .errors import ConfigError, StudyMismatch, TunerError
+from .heartbeats import Heartbeats
 from .samplers import make_sampler
 from .spec import StudySpec, build_problem, parse_spec
 from .storage import HEARTBEAT_S, Claims, open_storage, redact, storage_errors
@@ -25,11 +29,15 @@ __all__ = [
     "SPACE_ATTR",
     "SPEC_ATTR",
     "VERSION_ATTR",
+    "WRITER_ATTR",
     "check_compatible",
+    "check_joinable",
     "claims_for",
     "default_preset",
     "fingerprint",
+    "heartbeats_for",
     "join_study",
+    "mark_writer",
     "open_study",
     "space_of",
     "space_size",
@@ -44,6 +52,10 @@ VERSION_ATTR = "tuner_version"
 SPACE_ATTR = "search_space"
 BUDGET_ATTR = "trials"
 BACKEND_ATTR = "backend"
+#: How the running `tuner tune` writes the study: {"mode": "buffered" | "direct", "host",
+#: "pid"}. A buffered writer (one process, an instant backend, a write-behind twin) takes
+#: no claims and sees no other process's trials, so no worker may join it while it runs.
+WRITER_ATTR = "writer"
 #: Spec fields that may change between runs of one study without changing its meaning.
 _FREE_STUDY_FIELDS = ("sampler", "trials", "seed", "storage", "name", "guided")
 
@@ -129,12 +141,13 @@ def check_compatible(study: optuna.Study, spec: StudySpec) -> None:
 
 
 def join_study(
-    storage_url: str, study_name: str, *, heartbeat_s: int | None = HEARTBEAT_S, seed: int | None = None
+    storage_url: str, study_name: str, *, seed: int | None = None
 ) -> tuple[StudySpec, optuna.Study, optuna.storages.BaseStorage]:
     """Load a shared study for a worker: the spec comes from the study; the tool version and
-    search space must match (:class:`StudyMismatch` otherwise)."""
+    search space must match (:class:`StudyMismatch` otherwise), and no buffering writer may
+    be running on it (:func:`check_joinable`)."""
     with storage_errors(storage_url):
-        storage = open_storage(storage_url, heartbeat_s=heartbeat_s)
+        storage = open_storage(storage_url)
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
         if study_name not in names:
             raise ConfigError(
@@ -150,7 +163,54 @@ def join_study(
         )
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     check_compatible(study, spec)
+    check_joinable(study)
     return spec, study, storage
+
+
+def mark_writer(study: optuna.Study, *, buffered: bool) -> None:
+    """Record how this process writes ``study`` (see :data:`WRITER_ATTR`)."""
+    mode = "buffered" if buffered else "direct"
+    study.set_user_attr(WRITER_ATTR, {"mode": mode, "host": socket.gethostname(), "pid": os.getpid()})
+
+
+def check_joinable(study: optuna.Study) -> None:
+    """Refuse to join a study whose buffering writer is running (:class:`TunerError`): its
+    trials are not in storage yet and it takes no claims, so a worker would measure its
+    deployments again and overshoot its budget. A mark left by a writer that is gone (a
+    killed run on this host) does not count: its stored trials are all finished ones."""
+    writer = study.user_attrs.get(WRITER_ATTR)
+    if not isinstance(writer, dict) or writer.get("mode") != "buffered":
+        return
+    host, pid = writer.get("host"), int(writer.get("pid", 0))
+    if host == socket.gethostname() and not _alive(pid):
+        return
+    raise TunerError(
+        f"study '{study.study_name}' is being written by one `tuner tune` process (pid {pid} on {host}) "
+        "that buffers its trials and takes no claims, so a worker cannot join it: wait for it to finish, "
+        "or run the study with workers from the start (`tuner tune SPEC --workers N`, "
+        "or `--storage postgresql://...` and `tuner worker` per node)"
+    )
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def heartbeats_for(
+    storage: optuna.storages.BaseStorage, study: optuna.Study, *, interval_s: float = HEARTBEAT_S
+) -> Heartbeats | None:
+    """The heartbeat table of an RDB study (none through the gRPC proxy, like claims)."""
+    if not isinstance(storage, optuna.storages.RDBStorage):
+        return None
+    return Heartbeats(storage, storage.get_study_id_from_name(study.study_name), interval_s=interval_s)
 
 
 def claims_for(storage: optuna.storages.BaseStorage, study: optuna.Study) -> Claims | None:

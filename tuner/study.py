@@ -7,30 +7,29 @@ fails is told FAIL with its reason; a deployment already measured is answered fr
 
 Several workers (processes, nodes) may run :func:`run_trials` on one study. Before measuring,
 a trial claims its deployment (:class:`~tuner.storage.Claims`): a deployment another worker
-is measuring is told PRUNED as ``busy``; one it measured is answered as a duplicate. With a
-heartbeat storage every running trial beats, and each worker fails the trials of dead
-workers before it asks (Optuna then enqueues one retry, which inherits the points already
-measured and measures only the rest of the ladder).
+is measuring is told PRUNED as ``busy``; one it measured is answered as a duplicate. With
+:class:`~tuner.heartbeats.Heartbeats` every running trial beats, and each worker fails the
+trials of dead workers, with the reason, before it asks (one retry is queued, which inherits
+the points already measured and measures only the rest of the ladder). With a
+:class:`~tuner.outages.StorageOutage` every storage call of the loop rides out a database
+restart. Every FAIL trial stores its reason (``fail_reason``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
 import socket
 import threading
 import time
-import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from backends import Backend
@@ -38,7 +37,10 @@ from backends.base import MeasureContext, accepts_context
 from search_spaces import SearchSpace, infeasible_reason
 from serving import CandidateFailed, Deployment, LoadPoint, Problem
 
+from .errors import StorageError
 from .explore import Explorer
+from .heartbeats import FAIL_REASON_ATTR, Heartbeats
+from .outages import StorageOutage
 from .results import MeasuredPoint
 from .samplers import CONSTRAINT_ATTR
 from .sla import SLA
@@ -57,6 +59,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: User attribute holding a trial's load points (a list of LoadPoint dicts).
 POINTS_ATTR = "points"
@@ -66,6 +69,8 @@ EXHAUSTED_AFTER = 100
 EXPLORED_ATTR = "explored_family"
 #: How often a worker with nothing to ask looks again (others' trials finishing or dying).
 POLL_S = 0.5
+#: Why a trial asked just before the storage failed is failed once it answers again.
+ASK_LOST = "storage unreachable while the trial was asked"
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,7 @@ def summarize(study: optuna.Study, sla: SLA | None = None) -> StudySummary:
             else:
                 summary.infeasible[str(attrs.get("infeasible", "unknown")).split(":", 1)[0]] += 1
         elif t.state == TrialState.FAIL:
-            summary.failed.append(str(attrs.get("fail_reason", "worker died (no heartbeat)")))
+            summary.failed.append(str(attrs.get(FAIL_REASON_ATTR, "worker died (no heartbeat)")))
     return summary
 
 
@@ -197,14 +202,24 @@ class _Run:
     slots: SlotPool | None
     log_dir: str | None = None
     explorer: Explorer | None = None
+    heartbeats: Heartbeats | None = None
+    outage: StorageOutage | None = None
     #: The explorer's choice for the next ask (queued only then: a run that stops first
     #: leaves nothing WAITING in a shared study).
     explore_next: Deployment | None = None
     #: Trials this run asked with the explorer's choice (counted in the summary when measured).
     explored: set[int] = field(default_factory=set)
+    #: Trials being asked now (RUNNING before their first beat: not stale).
+    asking: set[int] = field(default_factory=set)
     lock: threading.RLock = field(default_factory=threading.RLock)
     stop: threading.Event = field(default_factory=threading.Event)
     active: dict[int, tuple[optuna.Trial, Deployment, list[LoadPoint]]] = field(default_factory=dict)
+    #: What ended a trial thread (re-raised by the caller): a storage given up on, a bug.
+    errors: list[BaseException] = field(default_factory=list)
+
+    def io(self, call: Callable[[], T]) -> T:
+        """A storage call of the loop, riding out an outage when the run has a policy."""
+        return call() if self.outage is None else self.outage.call(call)
 
 
 def run_trials(
@@ -222,6 +237,8 @@ def run_trials(
     slots: SlotPool | None = None,
     log_dir: str | None = None,
     explorer: Explorer | None = None,
+    heartbeats: Heartbeats | None = None,
+    outage: StorageOutage | None = None,
 ) -> StudySummary:
     """Run trials until the study holds ``n_trials`` finished trials (a resume continues;
     other workers' trials count), or until ``distinct`` different deployments are measured
@@ -234,9 +251,12 @@ def run_trials(
     them may die and be retried here).
     ``explorer``: after the sampler re-proposes measured deployments, queue an unmeasured one
     of the least-measured family (:mod:`tuner.explore`).
+    ``heartbeats``: running trials beat, dead workers' trials are failed and retried (shared
+    studies). ``outage``: storage calls ride out a database restart.
     """
     summary = StudySummary()
-    for m in load_measured(study):
+    measured = load_measured(study) if outage is None else outage.call(lambda: load_measured(study))
+    for m in measured:
         if sla.meets(m.point) and (summary.best is None or m.point.tok_s_gpu > summary.best.point.tok_s_gpu):
             summary.best = m
     run = _Run(
@@ -246,18 +266,21 @@ def run_trials(
         problem,
         sla,
         objective,
-        _known(study),
+        {},
         summary,
         claims,
         slots if slots is not None and accepts_context(backend) else None,
         log_dir,
         explorer,
+        heartbeats,
+        outage,
     )
+    run.known = run.io(lambda: _known(study))
     if run.slots is None:
         _loop(run, n_trials, on_trial, distinct)
         return summary
     threads = [
-        threading.Thread(target=_loop, args=(run, n_trials, on_trial, distinct), daemon=True)
+        threading.Thread(target=_thread_loop, args=(run, n_trials, on_trial, distinct), daemon=True)
         for _ in range(run.slots.capacity)
     ]
     for t in threads:
@@ -272,7 +295,24 @@ def run_trials(
             for trial, dep, points in list(run.active.values()):
                 _fail(run, trial, dep, "interrupted", points)
         raise
+    if run.errors:
+        raise run.errors[0]
     return summary
+
+
+def _thread_loop(
+    run: _Run,
+    n_trials: int,
+    on_trial: Callable[[TrialOutcome, StudySummary], None] | None,
+    distinct: int | None,
+) -> None:
+    """:func:`_loop` in a trial thread: what ends it stops the others and goes to the caller."""
+    try:
+        _loop(run, n_trials, on_trial, distinct)
+    except BaseException as exc:  # re-raised by run_trials in the main thread
+        with run.lock:
+            run.errors.append(exc)
+        run.stop.set()
 
 
 def _loop(
@@ -284,7 +324,7 @@ def _loop(
     idle = 0
     while not run.stop.is_set():
         with run.lock:
-            step = _next_step(run.study, n_trials)
+            step = run.io(lambda: _next_step(run, n_trials))
         if step == "done":
             return
         if step == "wait":
@@ -302,14 +342,15 @@ def _loop(
                 run.stop.set()
 
 
-def _next_step(study: optuna.Study, n_trials: int) -> Literal["ask", "wait", "done"]:
+def _next_step(run: _Run, n_trials: int) -> Literal["ask", "wait", "done"]:
     """Ask while the budget is not in finished or running trials; a retry of a dead
-    worker's trial is run even past it; otherwise wait while others' trials run."""
-    heartbeat = is_heartbeat_enabled(study._storage)  # Optuna exposes no public accessor
-    if heartbeat:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+    worker's trial is run even past it; otherwise wait while others' trials run (a dead
+    worker's trial is failed after the heartbeats' grace, so the wait ends)."""
+    study, heartbeat = run.study, run.heartbeats is not None
+    if run.heartbeats is not None:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        mine = set(run.active) | run.asking
+        run.heartbeats.fail_stale(study, [t for t in running if t.number not in mine])
     counts = Counter(t.state for t in study.get_trials(deepcopy=False))
     finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.FAIL]
     if finished + counts[TrialState.RUNNING] < n_trials:
@@ -324,52 +365,69 @@ def _next_step(study: optuna.Study, n_trials: int) -> Literal["ask", "wait", "do
     return "wait"
 
 
-@contextmanager
-def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
-    """Beat for ``trial`` while inside (no-op without a heartbeat storage)."""
-    with get_heartbeat_thread(trial._trial_id, study._storage):
-        yield
-
-
 def _ask(run: _Run) -> tuple[optuna.Trial, Deployment]:
-    with run.lock, warnings.catch_warnings():
-        # Optuna warns that heartbeats are meant for optimize(); ask/tell beats via _heartbeat.
-        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+    """Ask, riding out an outage; a trial asked before the storage failed (its parameters
+    half written) is failed with the reason once the storage answers again."""
+    with run.lock:
         explore, run.explore_next = run.explore_next, None
+        if explore is not None and run.io(lambda: _waiting(run.study)):
+            # A queued trial (a dead worker's retry) is asked first; exploring waits for it,
+            # or the explorer's trial would be left WAITING when the budget ends.
+            run.explore_next, explore = explore, None
         if explore is not None:
-            run.study.enqueue_trial(run.space.params(explore), skip_if_exists=False)
-        trial = run.study.ask()
-        dep = run.space.suggest(trial, run.problem)
+            run.io(lambda: run.study.enqueue_trial(run.space.params(explore), skip_if_exists=False))
+        asked: list[optuna.Trial] = []
+
+        def ask() -> tuple[optuna.Trial, Deployment]:
+            asked.append(run.study.ask())
+            run.asking.add(asked[-1].number)
+            return asked[-1], run.space.suggest(asked[-1], run.problem)
+
+        try:
+            trial, dep = run.io(ask)
+        finally:
+            run.asking.difference_update(t.number for t in asked)
+        for orphan in asked[:-1]:
+            run.io(lambda t=orphan: _tell_failed(run, t, ASK_LOST))  # type: ignore[misc]
+            run.summary.failed.append(ASK_LOST)
         if explore is not None and dep == explore:  # another worker may have taken it
-            trial.set_user_attr(EXPLORED_ATTR, dep.family())
+            run.io(lambda: trial.set_user_attr(EXPLORED_ATTR, dep.family()))
             run.explored.add(trial.number)
         return trial, dep
 
 
+def _waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
 def _one_trial(run: _Run) -> TrialOutcome:
     trial, dep = _ask(run)
-    with _heartbeat(run.study, trial):
+    with run.heartbeats.beating(trial.number) if run.heartbeats is not None else nullcontext():
         return _decide(run, trial, dep)
 
 
 def _decide(run: _Run, trial: optuna.Trial, dep: Deployment) -> TrialOutcome:
     key = dep.key()
-    trial.set_user_attr("deployment", dep.to_dict())
-    trial.set_user_attr("label", dep.label())
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # for `tuner status`
+
+    def describe() -> None:
+        trial.set_user_attr("deployment", dep.to_dict())
+        trial.set_user_attr("label", dep.label())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # for `tuner status`
+
+    run.io(describe)
     reason = infeasible_reason(dep, run.problem) or run.backend.check(dep, run.problem)
     if reason is not None:
-        trial.set_user_attr("infeasible", reason)
-        run.study.tell(trial, state=TrialState.PRUNED)
+        run.io(lambda: trial.set_user_attr("infeasible", reason))
+        run.io(lambda: run.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True))
         with run.lock:
             run.summary.infeasible[reason.split(":", 1)[0]] += 1
         return TrialOutcome(trial.number, "infeasible", dep, reason)
     with run.lock:
         prior = run.known.get(key)
-    if prior is None and run.claims is not None:
-        holder_id = run.claims.claim(key, trial._trial_id)
+    if prior is None and (claims := run.claims) is not None:
+        holder_id = run.io(lambda: claims.claim(key, trial._trial_id))
         if holder_id is not None:
-            holder = run.claims.holder(holder_id)
+            holder = run.io(lambda: claims.holder(holder_id))
             if holder.state != TrialState.COMPLETE:
                 return _busy(run, trial, dep, holder.number)
             prior = _Known(
@@ -378,9 +436,10 @@ def _decide(run: _Run, trial: optuna.Trial, dep: Deployment) -> TrialOutcome:
             with run.lock:
                 run.known[key] = prior
     if prior is not None:
-        trial.set_user_attr("duplicate_of", prior.number)
-        _set_violation(trial, prior.violation)
-        run.study.tell(trial, prior.values)
+        known = prior
+        run.io(lambda: trial.set_user_attr("duplicate_of", known.number))
+        run.io(lambda: _set_violation(trial, known.violation))
+        run.io(lambda: run.study.tell(trial, known.values, skip_if_finished=True))
         with run.lock:
             run.summary.duplicates += 1
         return TrialOutcome(trial.number, "duplicate", dep, f"same as trial {prior.number}")
@@ -390,8 +449,8 @@ def _decide(run: _Run, trial: optuna.Trial, dep: Deployment) -> TrialOutcome:
 def _busy(run: _Run, trial: optuna.Trial, dep: Deployment, holder: int) -> TrialOutcome:
     """Another worker is measuring this deployment: give the trial up (PRUNED, with why)."""
     reason = f"busy: trial {holder} is measuring it"
-    trial.set_user_attr("busy", reason)
-    run.study.tell(trial, state=TrialState.PRUNED)
+    run.io(lambda: trial.set_user_attr("busy", reason))
+    run.io(lambda: run.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True))
     with run.lock:
         run.summary.busy += 1
     return TrialOutcome(trial.number, "busy", dep, reason)
@@ -404,7 +463,7 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
     rest = tuple(c for c in ladder if c not in {p.concurrency for p in points})
     problem = run.problem
     if points:
-        trial.set_user_attr("resumed_points", len(points))
+        run.io(lambda: trial.set_user_attr("resumed_points", len(points)))
         problem = dataclasses.replace(
             problem, workload=dataclasses.replace(problem.workload, concurrency=rest)
         )
@@ -416,7 +475,8 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
         # instant backend's points cost microseconds: written once, with the result.
         points.append(point)
         if not instant:
-            trial.set_user_attr(POINTS_ATTR, [p.to_dict() for p in points])
+            stored = [p.to_dict() for p in points]
+            run.io(lambda: trial.set_user_attr(POINTS_ATTR, stored))
 
     with run.lock:
         run.active[trial.number] = (trial, dep, points)
@@ -428,6 +488,8 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
     except KeyboardInterrupt:
         _fail(run, trial, dep, "interrupted", points)
         raise
+    except StorageError:  # given up on the storage: the trial's fate is for the heartbeats
+        raise
     except Exception as exc:  # a backend bug must not end the study: record it as data
         log.exception("trial %d: backend error", trial.number)
         return _fail(run, trial, dep, f"backend error: {type(exc).__name__}: {exc}", points)
@@ -438,10 +500,10 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
         return _fail(run, trial, dep, "backend returned no load points", points)
     points.sort(key=lambda p: ladder.index(p.concurrency) if p.concurrency in ladder else len(ladder))
     if instant:
-        trial.set_user_attr(POINTS_ATTR, [p.to_dict() for p in points])
+        run.io(lambda: trial.set_user_attr(POINTS_ATTR, [p.to_dict() for p in points]))
     values, violation = objective_values(points, run.sla, run.objective)
-    _set_violation(trial, violation)
-    run.study.tell(trial, values)
+    run.io(lambda: _set_violation(trial, violation))
+    run.io(lambda: run.study.tell(trial, values, skip_if_finished=True))
     with run.lock:
         run.known[key] = _Known(trial.number, values, violation)
         run.summary.measured += 1
@@ -461,7 +523,7 @@ def _call_backend(
         run.backend.measure(dep, problem, on_point=store, context=context)  # type: ignore[call-arg]
         return
     with run.slots.slots(dep.gpus()) as devices:
-        trial.set_user_attr("devices", list(devices))
+        run.io(lambda: trial.set_user_attr("devices", list(devices)))
         context = MeasureContext(devices=devices, trial=trial.number, log_dir=run.log_dir)
         run.backend.measure(dep, problem, on_point=store, context=context)  # type: ignore[call-arg]
 
@@ -472,13 +534,20 @@ def _set_violation(trial: optuna.Trial, violation: float) -> None:
     trial.set_user_attr(CONSTRAINT_ATTR, violation)
 
 
+def _tell_failed(run: _Run, trial: optuna.Trial, reason: str) -> None:
+    """FAIL with its reason, unless it is finished already: interrupted from the main
+    thread, declared dead meanwhile, or told before a lost answer (a retried call)."""
+    try:
+        trial.set_user_attr(FAIL_REASON_ATTR, reason)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return
+    run.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+
+
 def _fail(
     run: _Run, trial: optuna.Trial, dep: Deployment, reason: str, points: list[LoadPoint]
 ) -> TrialOutcome:
-    trial.set_user_attr("fail_reason", reason)
-    # Already failed: interrupted from the main thread, or declared dead meanwhile.
-    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-        run.study.tell(trial, state=TrialState.FAIL)
+    run.io(lambda: _tell_failed(run, trial, reason))
     with run.lock:
         run.summary.failed.append(reason)
     return TrialOutcome(trial.number, "failed", dep, reason, tuple(points))

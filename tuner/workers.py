@@ -1,4 +1,9 @@
-"""Workers on a shared study: ``tuner worker`` and the local processes of ``--workers N``."""
+"""Workers on a shared study: ``tuner worker`` and the local processes of ``--workers N``.
+
+A local worker gets the storage URL in its environment (:data:`STORAGE_ENV`), never on its
+command line: ``ps`` shows every user the command lines, while a process's environment is
+readable only by its owner.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,17 @@ import backends
 
 from .errors import TunerError
 from .explore import explorer_for
+from .outages import OUTAGE_S, StorageOutage
 from .slots import SlotPool
 from .spec import StudySpec, build_problem
 from .storage import HEARTBEAT_S, storage_errors
-from .studies import BUDGET_ATTR, claims_for, join_study, space_of
+from .studies import BUDGET_ATTR, claims_for, heartbeats_for, join_study, space_of
 from .study import StudySummary, TrialOutcome, run_trials, summarize
 
-__all__ = ["run_local_workers", "work"]
+__all__ = ["STORAGE_ENV", "run_local_workers", "work", "worker_command"]
+
+#: The environment variable `tuner worker` reads the storage URL from when --storage is absent.
+STORAGE_ENV = "TUNER_STORAGE"
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +42,20 @@ def work(
     trials: int | None = None,
     gpus: int | None = None,
     heartbeat_s: int = HEARTBEAT_S,
+    outage_s: float = OUTAGE_S,
     seed: int | None = None,
     on_trial: Callable[[TrialOutcome, StudySummary], None] | None = None,
 ) -> StudySummary:
     """``tuner worker``: run trials of a shared study until its budget is finished.
 
     ``gpus``: the GPUs this worker places candidates on (default: the spec's fleet); used
-    by backends that accept a :class:`~backends.base.MeasureContext`.
+    by backends that accept a :class:`~backends.base.MeasureContext`. ``outage_s``: how
+    long storage calls are retried while the database is unreachable before the worker
+    gives up (:class:`~tuner.errors.StorageError`).
     """
     if seed is None:  # workers must not all draw the same candidates
         seed = (os.getpid() * 7919 + time.time_ns()) % 2**31
-    spec, study, storage = join_study(storage_url, study_name, heartbeat_s=heartbeat_s, seed=seed)
+    spec, study, storage = join_study(storage_url, study_name, seed=seed)
     problem = build_problem(spec)
     space = space_of(spec)
     backend = backends.create(spec.backend.name, dict(spec.backend.options))
@@ -52,6 +64,10 @@ def work(
     total = gpus or spec.hardware.gpus
     slots = SlotPool(nodes=-(-total // per_node), gpus_per_node=min(per_node, total))
     with storage_errors(storage_url):
+        heartbeats = heartbeats_for(storage, study, interval_s=heartbeat_s)
+        outage = StorageOutage(
+            storage_url, budget_s=outage_s, on_recover=heartbeats.forget if heartbeats else None
+        )
         return run_trials(
             study,
             space=space,
@@ -64,6 +80,8 @@ def work(
             claims=claims_for(storage, study),
             slots=slots,
             explorer=explorer_for(spec.study.explore_after, space, problem, backend, seed=seed),
+            heartbeats=heartbeats,
+            outage=outage,
         )
 
 
@@ -79,23 +97,29 @@ def _die_with_parent() -> None:
         pass
 
 
-def run_local_workers(spec: StudySpec, workers: int, study: optuna.Study) -> StudySummary:
-    """Start ``workers`` local ``tuner worker`` processes on the study and wait for them."""
+def worker_command(spec: StudySpec, index: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of local worker ``index``: the storage URL (and its
+    password) travels in the environment, not in the command line."""
     cmd = [
         sys.executable,
         "-m",
         "tuner.cli",
         "worker",
-        "--storage",
-        spec.storage_url(),
         "--study",
         spec.study_name(),
         "--quiet",
+        "--seed",
+        str(spec.study.seed + index),
     ]
-    procs = [
-        subprocess.Popen([*cmd, "--seed", str(spec.study.seed + i)], preexec_fn=_die_with_parent)
-        for i in range(workers)
-    ]
+    return cmd, {**os.environ, STORAGE_ENV: spec.storage_url()}
+
+
+def run_local_workers(spec: StudySpec, workers: int, study: optuna.Study) -> StudySummary:
+    """Start ``workers`` local ``tuner worker`` processes on the study and wait for them."""
+    procs = []
+    for i in range(workers):
+        cmd, env = worker_command(spec, i)
+        procs.append(subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent))
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:

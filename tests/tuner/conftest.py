@@ -102,14 +102,24 @@ class TemporaryPostgres:
             "--auth-host=scram-sha-256",
             "--auth-local=trust",
         )
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server on its data directory (again, after :meth:`stop_server`)."""
         # fsync off: a test server's data is thrown away; durability is the study's concern
         # (commits still happen), not the disk's.
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
         )
+        data = str(self.dir / "data")
         self._run(
             str(self.bin / "pg_ctl"), "-D", data, "-o", options, "-l", str(self.dir / "log"), "-w", "start"
         )
+
+    def stop_server(self) -> None:
+        """Stop the server as an operator's restart does (``-m fast``: every session is
+        terminated, in-flight transactions roll back), keeping its data."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError, OSError):

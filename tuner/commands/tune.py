@@ -13,6 +13,7 @@ from ..console import TrialProgress, front_table, near_table, pick_table, summar
 from ..pick import closest_points
 from ..runs import tune
 from ..spec import OBJECTIVES, SAMPLERS, HardwareSpec, StudySpec, load_spec
+from ..storage import redact
 from ._common import err, non_negative_float, out
 
 __all__ = ["register"]
@@ -86,6 +87,17 @@ def _with_profile(hw: HardwareSpec, path: str) -> HardwareSpec:
     return dataclasses.replace(hw, profile=path, gpu=gpu)
 
 
+def _resume_command(argv: list[str], storage: str | None) -> str:
+    """The command line that resumes the run, with the storage URL's password hidden."""
+    if not storage or redact(storage) == storage:
+        return " ".join(argv)
+    shown = [
+        redact(a) if a == storage else "--storage=" + redact(storage) if a == f"--storage={storage}" else a
+        for a in argv
+    ]
+    return " ".join(shown) + " (password not shown)"
+
+
 def run(args: argparse.Namespace) -> int:
     spec = _override(load_spec(args.spec), args)
     if args.workers < 1:
@@ -103,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             err.print(
                 "interrupted: every finished trial and measured point is stored. "
-                f"Resume with: tuner {' '.join(sys.argv[1:])}",
+                f"Resume with: tuner {_resume_command(sys.argv[1:], args.storage)}",
                 markup=False,
                 highlight=False,
             )

@@ -1,13 +1,20 @@
-"""``tuner worker --storage URL --study NAME``: run trials of a shared study until its budget."""
+"""``tuner worker --storage URL --study NAME``: run trials of a shared study until its budget.
+
+The URL may come from the environment instead (``TUNER_STORAGE``), which keeps a password
+off the command line; it is never printed with its password.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..console import summary_line
-from ..storage import HEARTBEAT_S
-from ..workers import work
-from ._common import err
+from ..errors import ConfigError
+from ..outages import OUTAGE_S
+from ..storage import HEARTBEAT_S, redact
+from ..workers import STORAGE_ENV, work
+from ._common import err, non_negative_float
 
 __all__ = ["register"]
 
@@ -20,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         "The spec comes from the study; a worker of another tuner version refuses to join.",
     )
     p.add_argument(
-        "--storage", required=True, help="Optuna storage URL (postgresql://..., sqlite:///..., grpc://...)"
+        "--storage",
+        help="Optuna storage URL (postgresql://..., sqlite:///..., grpc://...); "
+        f"default: ${STORAGE_ENV}, which keeps a password out of `ps`",
     )
     p.add_argument("--study", required=True, help="study name")
     p.add_argument(
@@ -37,25 +46,39 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         help=f"heartbeat interval of running trials in seconds (default {HEARTBEAT_S}); "
         "a trial silent for 3 intervals is failed and retried once",
     )
+    p.add_argument(
+        "--storage-outage",
+        type=non_negative_float,
+        default=OUTAGE_S,
+        metavar="S",
+        help=f"retry storage calls for up to S seconds while the database is unreachable "
+        f"(default {OUTAGE_S:.0f}: a database restart), then exit 2",
+    )
     p.add_argument("--seed", type=int, help="sampler seed (default: differs per worker)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    url = args.storage or os.environ.get(STORAGE_ENV)
+    if not url:
+        raise ConfigError("--storage", "", f"give the storage URL with --storage or in ${STORAGE_ENV}")
     try:
         summary = work(
-            args.storage,
+            url,
             args.study,
             trials=args.trials,
             gpus=args.gpus,
             heartbeat_s=args.heartbeat,
+            outage_s=args.storage_outage,
             seed=args.seed,
         )
     except KeyboardInterrupt:
+        where = f"--storage {redact(url)} " if args.storage else ""
         err.print(
             f"interrupted: the running trial is recorded as interrupted. Resume with: "
-            f"tuner worker --storage {args.storage} --study {args.study}",
+            f"tuner worker {where}--study {args.study}"
+            + (" (password not shown)" if redact(url) != url else ""),
             markup=False,
             highlight=False,
         )
