@@ -99,6 +99,8 @@ def redact(url: str) -> str:
 
 
 def _classify(exc: BaseException) -> tuple[bool, str]:
+    if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # Optuna wraps the driver's error raised during a commit
     text = str(getattr(exc, "orig", None) or exc).lower()
     for needle, transient, message in _KNOWN_ERRORS:
         if needle in text:
@@ -110,7 +112,14 @@ def _classify(exc: BaseException) -> tuple[bool, str]:
 def _storage_exceptions() -> tuple[type[BaseException], ...]:
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
-    return (OperationalError, DBAPIError, ArgumentError, NoSuchModuleError, sqlite3.Error)
+    return (
+        OperationalError,
+        DBAPIError,
+        ArgumentError,
+        NoSuchModuleError,
+        sqlite3.Error,
+        optuna.exceptions.StorageInternalError,
+    )
 
 
 @contextmanager
@@ -121,12 +130,19 @@ def storage_errors(url: str) -> Iterator[None]:
     except _storage_exceptions() as exc:
         _, message = _classify(exc)
         raise StorageError(f"storage {redact(url)}: {message}") from exc
-    except ModuleNotFoundError as exc:
-        if exc.name in ("psycopg", "psycopg2"):
+    except ImportError as exc:
+        missing = exc.name or getattr(exc.__cause__, "name", None)  # Optuna re-raises without a name
+        if missing in ("psycopg", "psycopg2"):
             raise StorageError(
                 f"storage {redact(url)}: PostgreSQL needs psycopg: pip install 'llm-serving-tuner[postgres]'"
             ) from exc
-        raise
+        if "DB access module" not in str(exc):  # Optuna's words for a missing SQLAlchemy driver
+            raise
+        raise StorageError(
+            f"storage {redact(url)}: the database driver is not installed ({missing or exc}); "
+            "allowed: sqlite:///PATH, postgresql://... (the postgres extra), grpc://HOST:PORT, "
+            "or another SQLAlchemy URL whose driver is installed"
+        ) from exc
     except OSError as exc:
         raise StorageError(f"storage {redact(url)}: {exc.strerror or exc}") from exc
 

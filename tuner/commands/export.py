@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..export import exporter_names, write_exports
 from ..pick import pick_best
 from ..spec import build_problem
@@ -31,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     pick = pick_best(data.points, data.spec.sla)
     target = Path(args.out) if args.out else Path(args.run or data.spec.output_dir) / "deploy"
     formats = tuple(args.format or ("vllm", "kubernetes"))
-    for path in write_exports(pick.chosen.deployment, build_problem(data.spec), target, formats=formats):
+    try:
+        paths = write_exports(pick.chosen.deployment, build_problem(data.spec), target, formats=formats)
+    except OSError as exc:
+        raise ConfigError("--out", str(target), f"must be a writable directory ({exc.strerror})") from None
+    for path in paths:
         out.print(str(path), markup=False, highlight=False)
     return 0

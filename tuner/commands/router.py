@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import int_in
+
 __all__ = ["register"]
 
 
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "answer back. Workers of each role are used round-robin.",
     )
     p.add_argument("--host", default="0.0.0.0", help="bind address (default 0.0.0.0)")
-    p.add_argument("--port", type=int, required=True, help="port to listen on")
+    p.add_argument("--port", type=int_in(1, 65535), required=True, help="port to listen on")
     p.add_argument("--prefill", nargs="+", required=True, metavar="URL", help="prefill workers' base URLs")
     p.add_argument("--decode", nargs="+", required=True, metavar="URL", help="decode workers' base URLs")
     p.set_defaults(func=run)

@@ -7,7 +7,7 @@ import argparse
 from ..console import summary_line
 from ..storage import HEARTBEAT_S
 from ..workers import work
-from ._common import err
+from ._common import err, int_in, redact_urls
 
 __all__ = ["register"]
 
@@ -24,20 +24,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     )
     p.add_argument("--study", required=True, help="study name")
     p.add_argument(
-        "--trials", type=int, help="run up to this many finished trials (default: the study's budget)"
+        "--trials", type=int_in(1), help="run up to this many finished trials (default: the study's budget)"
     )
     p.add_argument(
-        "--gpus", type=int, help="GPUs this worker places candidates on (default: the spec's fleet)"
+        "--gpus", type=int_in(1), help="GPUs this worker places candidates on (default: the spec's fleet)"
     )
     p.add_argument(
         "--heartbeat",
-        type=int,
+        type=int_in(1),
         default=HEARTBEAT_S,
         metavar="S",
         help=f"heartbeat interval of running trials in seconds (default {HEARTBEAT_S}); "
         "a trial silent for 3 intervals is failed and retried once",
     )
-    p.add_argument("--seed", type=int, help="sampler seed (default: differs per worker)")
+    p.add_argument("--seed", type=int_in(0), help="sampler seed (default: differs per worker)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(func=run)
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         err.print(
             f"interrupted: the running trial is recorded as interrupted. Resume with: "
-            f"tuner worker --storage {args.storage} --study {args.study}",
+            f"tuner worker --storage {redact_urls(args.storage)} --study {args.study}",
             markup=False,
             highlight=False,
         )
