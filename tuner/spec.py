@@ -136,7 +136,7 @@ def _section(data: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise ConfigError(path, data, "must be a mapping")
+        raise ConfigError(path or "spec", data, "must be a mapping")
     unknown = [k for k in data if k not in allowed]
     if unknown:
         raise ConfigError(
