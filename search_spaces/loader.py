@@ -12,10 +12,9 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from serving import ConfigError
 from serving.deployment import ROLES
+from serving.inputs import parse_yaml, read_text
 
 from .space import SearchSpace, parse_space
 
@@ -67,17 +66,14 @@ def _read(preset: str) -> Any:
                 preset,
                 f"no such file; allowed: a YAML path or one of {', '.join(preset_names())}",
             )
-        text, source = path.read_text(), str(path)
+        text, source = read_text(path, "search_space.preset", "must be a readable YAML file"), str(path)
     else:
         if preset not in preset_names():
             raise ConfigError(
                 "search_space.preset", preset, f"unknown preset; allowed: {', '.join(preset_names())}"
             )
         text, source = _presets_dir().joinpath(f"{preset}.yaml").read_text(), preset
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError("search_space", source, f"allowed: valid YAML ({err})") from None
+    return parse_yaml(text, "search_space.preset", source)
 
 
 def _merge(base: Any, overrides: Mapping[str, Any]) -> Any:

@@ -18,6 +18,7 @@ import yaml
 from .arch import ModelArch
 from .errors import ConfigError
 from .hardware import GPU
+from .inputs import read_text
 
 __all__ = ["arch_from_hf_config", "gpu_names", "load_gpu", "load_model", "model_names"]
 
@@ -48,9 +49,9 @@ def gpu_names() -> list[str]:
 
 def load_model(name: str) -> ModelArch:
     """A catalog model by name/alias, or a directory with a Hugging Face ``config.json``."""
-    path = Path(name)
-    if (path / "config.json").is_file():
-        return arch_from_hf_config(json.loads((path / "config.json").read_text()), name=str(path))
+    config = _config_json(name)
+    if config is not None:
+        return arch_from_hf_config(_parse_config(config), name=str(config.parent))
     key = _index("models.yaml", "hf_id").get(name.lower())
     if key is None:
         raise ConfigError(
@@ -58,6 +59,40 @@ def load_model(name: str) -> ModelArch:
         )
     entry = {k: v for k, v in _table("models.yaml")[key].items() if k != "aliases"}
     return ModelArch(name=key, **entry)
+
+
+def _config_json(name: str) -> Path | None:
+    """``name/config.json`` when ``name`` is a directory holding one."""
+    if len(name) > 4096:  # PATH_MAX: no directory has this name, and stat would fail
+        return None
+    try:
+        path = Path(name) / "config.json"
+        return path if path.is_file() else None
+    except (OSError, ValueError):  # a name too long for the file system, or holding NUL
+        return None
+
+
+def _parse_config(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; NaN and Infinity are refused like any other non-JSON."""
+    field = f"model ({path})"
+    text = read_text(path, field, "must be a readable Hugging Face config.json")
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not a number")
+
+    try:
+        data = json.loads(text, parse_constant=refuse)
+    except ValueError as exc:
+        raise ConfigError(
+            field, str(exc)[:80], "must be a JSON object (a Hugging Face config.json)"
+        ) from None
+    except RecursionError:
+        raise ConfigError(
+            field, str(path), "must be a JSON object nested at most a few hundred levels"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(field, data, "must be a JSON object (a Hugging Face config.json)")
+    return data
 
 
 def load_gpu(name: str) -> GPU:
@@ -95,12 +130,15 @@ _HF_KEYS: dict[str, tuple[str, ...]] = {
 
 def arch_from_hf_config(config: dict[str, Any], *, name: str) -> ModelArch:
     """Map a Hugging Face ``config.json`` onto :class:`ModelArch`."""
-    cfg = dict(config.get("text_config") or {}, **config)  # multimodal configs nest the LM
+    text_config = config.get("text_config") or {}
+    if not isinstance(text_config, dict):
+        raise ConfigError(f"model ({name}/config.json) text_config", text_config, "must be a JSON object")
+    cfg = {**text_config, **config}  # multimodal configs nest the LM
     values: dict[str, Any] = {}
     for field_name, keys in _HF_KEYS.items():
         for key in keys:
             if cfg.get(key) is not None:
-                values[field_name] = cfg[key]
+                values[field_name] = _config_value(cfg[key], key, field_name, name)
                 break
     for required in ("layers", "hidden", "heads", "vocab"):
         if required not in values:
@@ -109,12 +147,36 @@ def arch_from_hf_config(config: dict[str, Any], *, name: str) -> ModelArch:
             )
     values.setdefault("kv_heads", values["heads"])
     values.setdefault("head_dim", values["hidden"] // values["heads"])
+    if values["head_dim"] < 1:
+        allowed = f"must be at least num_attention_heads ({values['heads']}) when head_dim is not given"
+        raise ConfigError(f"model ({name}/config.json) hidden_size", values["hidden"], allowed)
     values.setdefault("intermediate", 4 * values["hidden"])
     if values.get("experts") and not values.get("moe_intermediate"):
         values["moe_intermediate"] = values["intermediate"]  # Mixtral/gpt-oss style configs
-    block = (cfg.get("quantization_config") or {}).get("weight_block_size")
+    quant = cfg.get("quantization_config") or {}
+    block = quant.get("weight_block_size") if isinstance(quant, dict) else None
     if isinstance(block, list) and block:
-        values["fp8_weight_block"] = block[0]
-    ints = {f.name for f in fields(ModelArch) if f.type in ("int", int)}
-    clean: dict[str, Any] = {k: (int(v) if k in ints else bool(v)) for k, v in values.items()}
-    return ModelArch(name=name, **clean)
+        values["fp8_weight_block"] = _config_value(block[0], "weight_block_size", "fp8_weight_block", name)
+    return ModelArch(name=name, **values)
+
+
+#: ModelArch fields that a usable model cannot have at zero (sizes and counts of every layer).
+_POSITIVE = ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "max_position")
+_INTS = {f.name for f in fields(ModelArch) if f.type in ("int", int)}
+
+
+def _config_value(value: Any, key: str, field_name: str, name: str) -> int | bool:
+    """One config.json value, checked: a bool for a flag, else an integer >= 0 (>= 1 for the
+    sizes in :data:`_POSITIVE`); a float with an integral value is accepted as that integer."""
+    if field_name not in _INTS:
+        if value not in (True, False):  # 0 and 1 too
+            raise ConfigError(f"model ({name}/config.json) {key}", value, "must be true or false")
+        return bool(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    minimum = 1 if field_name in _POSITIVE else 0
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= 2**40:
+        raise ConfigError(
+            f"model ({name}/config.json) {key}", value, f"must be an integer in [{minimum}, 2^40]"
+        )
+    return value

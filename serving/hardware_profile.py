@@ -20,11 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .catalog import load_gpu
 from .errors import ConfigError, TunerError
 from .hardware import GPU
+from .inputs import read_yaml
 
 __all__ = [
     "MEASURED_KEYS",
@@ -218,10 +217,7 @@ def load_profile(path: str | Path) -> dict[str, Any]:
         raise ConfigError(
             "hardware.profile", str(path), "must be a readable profile YAML (tuner profile --out)"
         )
-    try:
-        data = yaml.safe_load(file.read_text())
-    except yaml.YAMLError:
-        raise ConfigError("hardware.profile", str(path), "must be valid YAML") from None
+    data = read_yaml(file, "hardware.profile", "must be a readable profile YAML (tuner profile --out)")
     return validate_profile(data)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import backends
+import search_spaces
 from serving import CandidateFailed, Deployment, LoadPoint, Problem
 
 from .errors import ConfigError
@@ -139,8 +140,8 @@ def _operating_point(data: Any) -> LoadPoint:
     d = _mapping(data, "operating_point")
     for name in _REQUIRED_POINT:
         value = d.get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"operating_point.{name}", value, "required: a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"operating_point.{name}", value, "required: a finite number")
     if d["concurrency"] < 1 or d["concurrency"] != int(d["concurrency"]):
         raise ConfigError("operating_point.concurrency", d["concurrency"], "must be an integer >= 1")
     if not d["tok_s_gpu"] > 0:
@@ -180,6 +181,18 @@ def _spec_and_sla(spec_data: Any, sla_data: Any) -> tuple[StudySpec, SLA]:
     return spec, sla
 
 
+def _fits(deployment: Deployment, spec: StudySpec) -> None:
+    """Refuse a deployment the spec's hardware cannot hold (more GPUs than the fleet, a
+    worker that cannot be placed on its nodes): measuring it would measure something the
+    study could never have picked. Memory fit is left to the backend, whose refusal is a
+    failed check (exit 1): knobs edited into a pick may stop fitting."""
+    reason = search_spaces.infeasible_reason(deployment, build_problem(spec))
+    if reason is not None and not reason.startswith("memory:"):
+        hw = spec.hardware
+        allowed = f"must fit the spec's hardware ({hw.gpus} x {hw.gpu or hw.profile}): {reason}"
+        raise ConfigError("deployment", deployment.label(), allowed)
+
+
 def _backend(doc: dict[str, Any], spec: StudySpec, override: str | None) -> tuple[str, dict[str, Any]]:
     recorded = doc.get("backend")
     name: Any = override
@@ -211,6 +224,7 @@ def request_from_document(
         allowed = f"must equal the deployment's GPUs ({deployment.gpus()})"
         raise ConfigError("operating_point.gpus", expected.gpus, allowed)
     spec, sla = _spec_and_sla(d["spec"], d["sla"])
+    _fits(deployment, spec)
     name, options = _backend(d, spec, backend)
     return CheckRequest(
         source=source,

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from serving.errors import CandidateFailed, ConfigError, TunerError
 
-__all__ = ["CandidateFailed", "ConfigError", "NoFeasiblePick", "StorageError", "StudyMismatch", "TunerError"]
+__all__ = [
+    "CandidateFailed",
+    "ConfigError",
+    "NoFeasiblePick",
+    "OutputError",
+    "StorageError",
+    "StudyMismatch",
+    "TunerError",
+    "UsageError",
+]
 
 
 class NoFeasiblePick(TunerError):
@@ -22,3 +31,14 @@ class StudyMismatch(TunerError):
 class StorageError(TunerError):
     """The study's storage cannot be reached or written (database down, wrong password,
     full disk): one line naming the storage, exit 2."""
+
+
+class OutputError(TunerError):
+    """A run file or artifact cannot be written (read-only directory, full disk): one line
+    naming the file and the reason, exit 2. What was stored in the study stays stored, so
+    the same command resumes once the directory is writable again."""
+
+
+class UsageError(TunerError):
+    """A command line the parser refuses (unknown or abbreviated option, bad value): one
+    line naming the option, exit 2."""

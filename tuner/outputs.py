@@ -6,6 +6,7 @@ CSV columns follow the fidelity suite's naming (``topology``, ``tp``, ``p_tp``, 
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as _dt
 import platform
@@ -22,6 +23,7 @@ from serving import Deployment, LoadPoint
 from . import __version__
 from .pick import Pick
 from .results import MeasuredPoint
+from .storage import redact
 
 __all__ = ["deployment_columns", "pick_document", "point_rows", "versions", "write_csv", "write_pick_yaml"]
 
@@ -120,5 +122,18 @@ def pick_document(
 
 
 def write_pick_yaml(path: Path, document: dict[str, Any]) -> None:
-    header = f"# {document['deployment']['label']} on {document['deployment']['gpus']} GPUs\n"
-    path.write_text(header + yaml.safe_dump(document, sort_keys=False))
+    """Write the pick, with every storage URL's password removed: ``pick.yaml`` is meant to
+    be read and shared (mode 644, checked into CI), so it holds no secret."""
+    doc = _without_passwords(document)
+    header = f"# {doc['deployment']['label']} on {doc['deployment']['gpus']} GPUs\n"
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+
+
+def _without_passwords(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``document`` whose storage URLs (``study.storage``, ``spec.study.storage``)
+    are redacted."""
+    doc = copy.deepcopy(document)
+    for section in (doc.get("study"), (doc.get("spec") or {}).get("study")):
+        if isinstance(section, dict) and isinstance(section.get("storage"), str):
+            section["storage"] = redact(section["storage"])
+    return doc

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
+import os
 import shutil
+import sys
 import threading
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +22,7 @@ import backends
 from backends.base import ExportsPlan
 from serving import Deployment, Problem
 
-from .errors import ConfigError, NoFeasiblePick, TunerError
+from .errors import ConfigError, NoFeasiblePick, OutputError, TunerError
 from .front import pareto_front
 from .outputs import pick_document, write_csv, write_pick_yaml
 from .pick import Pick, pick_best
@@ -49,7 +54,7 @@ def load_run(run: str | None, *, storage: str | None = None, study_name: str | N
             raise TunerError("RUN is required: a run directory holding study.db, or --storage URL")
         if not (Path(run) / "study.db").is_file():
             raise ConfigError("RUN", run, "must be a run directory holding study.db (or give --storage)")
-        storage = f"sqlite:///{(Path(run) / 'study.db').resolve()}"
+        storage = _run_storage(Path(run))
     with storage_errors(storage):
         opened = open_storage(storage)
         names = [s.study_name for s in optuna.get_all_study_summaries(opened, include_best_trial=False)]
@@ -66,6 +71,17 @@ def load_run(run: str | None, *, storage: str | None = None, study_name: str | N
         study = optuna.load_study(study_name=study_name, storage=opened)
         spec = parse_spec(study.user_attrs[SPEC_ATTR])
         return RunData(spec=spec, study=study, points=load_measured(study))
+
+
+def _run_storage(run: Path) -> str:
+    """The SQLite URL of ``run``'s study. A directory we cannot write (a read-only mount, a
+    colleague's run) is opened ``immutable``: SQLite then reads without the lock and WAL
+    index files it would otherwise create beside the database, so a finished run can be
+    shown and re-picked (into another ``--out``) wherever it can be read."""
+    db = (run / "study.db").resolve()
+    if os.access(db.parent, os.W_OK):
+        return f"sqlite:///{db}"
+    return f"sqlite:///file:{urllib.parse.quote(str(db))}?immutable=1&uri=true"
 
 
 def finalize(
@@ -86,27 +102,43 @@ def finalize(
     ``while_drawing`` runs while the chart is drawn in a child process (e.g. flushing a
     buffered study to its storage): the chart is the slowest output, so the two overlap.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     try:
         pick: Pick | None = pick_best(run.points, sla)
         reason = None
     except NoFeasiblePick as exc:
         pick, reason = None, str(exc)
-    wait_chart = _draw_chart(out_dir / "pareto.png", run.points, sla, pick, chart_title(run.spec))
-    try:
-        if while_drawing is not None:
-            while_drawing()
-        write_csv(out_dir / "points.csv", run.points)
-        write_csv(out_dir / "front.csv", pareto_front(run.points))
-        if pick is None:
-            (out_dir / "pick.yaml").unlink(missing_ok=True)
-            shutil.rmtree(out_dir / "deploy", ignore_errors=True)
-            return None, reason
-        stored = run.study.user_attrs.get(BACKEND_ATTR)
-        _write_pick(run, pick, out_dir, backend_info or stored, export_options or ExportOptions())
-    finally:
-        wait_chart()
+    with _writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        wait_chart = _draw_chart(out_dir / "pareto.png", run.points, sla, pick, chart_title(run.spec))
+        try:
+            if while_drawing is not None:
+                while_drawing()
+            write_csv(out_dir / "points.csv", run.points)
+            write_csv(out_dir / "front.csv", pareto_front(run.points))
+            if pick is None:
+                (out_dir / "pick.yaml").unlink(missing_ok=True)
+                shutil.rmtree(out_dir / "deploy", ignore_errors=True)
+                return None, reason
+            stored = run.study.user_attrs.get(BACKEND_ATTR)
+            _write_pick(run, pick, out_dir, backend_info or stored, export_options or ExportOptions())
+        finally:
+            wait_chart()
     return pick, None
+
+
+@contextmanager
+def _writing(out_dir: Path) -> Iterator[None]:
+    """An OSError while writing the run's files (full disk, read-only directory) becomes one
+    :class:`OutputError` line; the study's storage is untouched, so rerunning resumes."""
+    try:
+        yield
+    except OSError as exc:
+        path = exc.filename or out_dir
+        if exc.errno == errno.ENOSPC:
+            hint = "free some space and rerun the command: the stored trials are kept"
+        else:
+            hint = "write elsewhere with --out DIR"
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; {hint}") from None
 
 
 def _draw_chart(
@@ -119,15 +151,34 @@ def _draw_chart(
     if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
         plot_front(path, points, **kwargs)  # type: ignore[arg-type]
         return lambda: None
-    child = multiprocessing.get_context("fork").Process(target=plot_front, args=(path, points), kwargs=kwargs)
+    child = multiprocessing.get_context("fork").Process(
+        target=_plot_child, args=(path, points), kwargs=kwargs
+    )
     child.start()
 
     def wait() -> None:
         child.join()
-        if child.exitcode != 0:
-            raise TunerError(f"drawing {path} failed (exit code {child.exitcode}); rerun `tuner show`")
+        code = child.exitcode or 0
+        if code > _OS_ERROR_EXIT:
+            raise OSError(code - _OS_ERROR_EXIT, os.strerror(code - _OS_ERROR_EXIT), str(path))
+        if code != 0:
+            raise TunerError(f"drawing {path} failed (exit code {code}); rerun `tuner show`")
 
     return wait
+
+
+#: The chart child exits with this plus the errno of an OSError (e.g. 128 = 100 + ENOSPC),
+#: which the parent raises again: a full disk is one line, not the child's traceback.
+_OS_ERROR_EXIT = 100
+
+
+def _plot_child(path: Path, points: Sequence[MeasuredPoint], **kwargs: Any) -> None:
+    try:
+        plot_front(path, points, **kwargs)
+    except OSError as exc:
+        if exc.errno is None or not 0 < exc.errno < 256 - _OS_ERROR_EXIT:
+            raise
+        sys.exit(_OS_ERROR_EXIT + exc.errno)
 
 
 def _write_pick(

@@ -6,8 +6,10 @@ The study's storage and what is kept with it live in :mod:`tuner.studies`; worke
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +24,7 @@ import backends
 import search_spaces
 from serving import Deployment, LoadPoint, Problem
 
-from .errors import StorageError, TunerError
+from .errors import ConfigError, TunerError
 from .explore import explorer_for
 from .guided import GuidanceReport, GuidedQueue, GuidedSearch
 from .heartbeats import Heartbeats, fail_and_retry
@@ -109,10 +111,7 @@ def tune(
     space = search_spaces.load_space(default_preset(spec, problem), dict(spec.search_space.overrides))
     backend = backends.create(spec.backend.name, dict(spec.backend.options))
     url = spec.storage_url()
-    try:
-        Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"run directory {spec.output_dir}: {exc.strerror or exc}") from exc
+    _writable_run_dir(Path(spec.output_dir))
     shared = workers > 1 or spec.study.storage is not None
     with _run_lock(Path(spec.output_dir)), storage_errors(url):
         # Opening a storage is mostly waiting (imports, schema, fsync): it runs in a thread
@@ -296,6 +295,22 @@ def _run_here(
             buffer.flush()
         raise
     return summary  # the caller flushes a buffer while the chart is drawn
+
+
+def _writable_run_dir(run_dir: Path) -> None:
+    """Create the run directory, or refuse one we cannot write in (a run cannot be tuned or
+    resumed there; `tuner show` and `tuner pick --out` still read it)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".tuner.lock"
+        probe.touch()
+        if not os.access(run_dir, os.W_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(run_dir))
+    except OSError as exc:
+        allowed = f"must be a directory we can write ({exc.strerror or exc})"
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            allowed += "; a read-only run can still be shown and re-picked: tuner pick RUN --out DIR"
+        raise ConfigError("output_dir (--out)", str(run_dir), allowed) from None
 
 
 @contextmanager

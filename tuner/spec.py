@@ -7,15 +7,15 @@ and GPU (which may read a ``config.json``) happens in :func:`build_problem`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from serving import Problem, Workload, load_gpu, load_model
 from serving.hardware_profile import load_profile_gpu
+from serving.inputs import read_yaml
 from serving.precision import PRECISIONS
 
 from .errors import ConfigError
@@ -39,6 +39,10 @@ __all__ = [
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 OBJECTIVES = ("sla", "front")
 DEFAULT_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: The largest fleet a spec may describe: above the biggest clusters announced (xAI's
+#: Colossus, ~200k GPUs). Far larger counts only break the arithmetic (a billion agg workers
+#: at concurrency 1 leave each rank 1e-9 users, and the simulator's square roots go negative).
+MAX_GPUS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ def _section(data: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, Mapping):
-        raise ConfigError(path, data, "must be a mapping")
+        raise ConfigError(path or "spec", data, "must be a mapping")
     unknown = [k for k in data if k not in allowed]
     if unknown:
         raise ConfigError(
@@ -150,7 +154,7 @@ def _int(value: Any, path: str, minimum: int = 1) -> int:
 
 
 def _float(value: Any, path: str, minimum: float = 0.0, *, strict: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < minimum or (strict and value == minimum):
         op = ">" if strict else ">="
         raise ConfigError(path, value, f"must be a number {op} {minimum:g}")
@@ -188,7 +192,15 @@ def _hardware(data: Any) -> HardwareSpec:
         gpu = _str(_required(d, "gpu", "hardware"), "hardware.gpu")
         load_gpu(gpu)  # catalog lookup only: fails early with the list of known GPUs
     gpus = _int(_required(d, "gpus", "hardware"), "hardware.gpus")
+    if gpus > MAX_GPUS:
+        raise ConfigError("hardware.gpus", gpus, f"must be an integer in [1, {MAX_GPUS:,}]")
     per_node = _int(d.get("gpus_per_node", min(gpus, 8)), "hardware.gpus_per_node")
+    if gpus > per_node and gpus % per_node:
+        raise ConfigError(
+            "hardware.gpus",
+            gpus,
+            f"must be a multiple of hardware.gpus_per_node ({per_node}) or at most one node's GPUs",
+        )
     return HardwareSpec(gpu=gpu, gpus=gpus, gpus_per_node=per_node, profile=profile)
 
 
@@ -287,19 +299,6 @@ def parse_spec(data: Any, *, default_output_dir: str = "runs/study") -> StudySpe
         study=_study(d.get("study")),
         output_dir=_str(d.get("output_dir", default_output_dir), "output_dir"),
     )
-
-
-def read_yaml(path: Path, field: str, missing: str) -> Any:
-    """The parsed YAML file at ``path``, or one :class:`ConfigError` naming ``field``: the
-    file is absent (``missing`` says what was expected) or not YAML (with the line)."""
-    if not path.is_file():
-        raise ConfigError(field, str(path), missing)
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(field, f"{path}{where}", "must be valid YAML") from None
 
 
 def load_spec(path: str | Path) -> StudySpec:

@@ -156,12 +156,19 @@ def storage_errors(url: str) -> Iterator[None]:
     except storage_exceptions() as exc:
         _, message = classify(exc)
         raise StorageError(f"storage {redact(url)}: {message}") from exc
-    except ModuleNotFoundError as exc:
-        if exc.name in ("psycopg", "psycopg2"):
+    except ImportError as exc:
+        missing = exc.name or getattr(exc.__cause__, "name", None)  # Optuna re-raises without a name
+        if missing in ("psycopg", "psycopg2"):
             raise StorageError(
                 f"storage {redact(url)}: PostgreSQL needs psycopg: pip install 'llm-serving-tuner[postgres]'"
             ) from exc
-        raise
+        if "DB access module" not in str(exc):  # Optuna's words for a missing SQLAlchemy driver
+            raise
+        raise StorageError(
+            f"storage {redact(url)}: the database driver is not installed ({missing or exc}); "
+            "allowed: sqlite:///PATH, postgresql://... (the postgres extra), grpc://HOST:PORT, "
+            "or another SQLAlchemy URL whose driver is installed"
+        ) from exc
     except OSError as exc:
         raise StorageError(f"storage {redact(url)}: {exc.strerror or exc}") from exc
 

@@ -18,6 +18,7 @@ ratio, overall and per source, hardware, mode and model.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -38,6 +39,7 @@ from serving import (
     load_gpu,
     load_model,
 )
+from serving.inputs import read_text
 
 __all__ = [
     "ENGINES",
@@ -261,8 +263,9 @@ def read_points(path: Path) -> list[dict[str, str]]:
     """Rows of a points CSV; :class:`ConfigError` if the file or a required column is missing."""
     if not path.is_file():
         raise ConfigError("POINTS", str(path), "must be an existing CSV file")
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
+    text = read_text(path, "POINTS", "must be an existing CSV file")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
@@ -270,6 +273,8 @@ def read_points(path: Path) -> list[dict[str, str]]:
                 "POINTS", str(path), f"missing columns {', '.join(missing)} (see shared/fidelity/README.md)"
             )
         return [dict(r) for r in reader]
+    except csv.Error as exc:
+        raise ConfigError("POINTS", str(path), f"must be a CSV file ({exc})") from None
 
 
 def write_predictions(path: Path, predictions: Iterable[Prediction]) -> None:

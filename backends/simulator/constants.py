@@ -12,9 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from serving import ConfigError
+from serving.inputs import parse_yaml, read_text
 
 __all__ = ["DEFAULT_CONSTANTS_FILE", "ENGINES", "GENERATIONS", "Constants", "load_constants"]
 
@@ -165,9 +164,9 @@ def load_constants(path: str | None = None) -> Constants:
         file = Path(path)
         if not file.is_file():
             raise ConfigError("backend.options.constants", path, "must be a readable YAML file")
-        text = file.read_text()
+        text = read_text(file, "backend.options.constants", "must be a readable YAML file")
         source = str(file)
-    data = yaml.safe_load(text)
+    data = parse_yaml(text, "backend.options.constants", source)
     if not isinstance(data, dict):
         raise ConfigError(source, type(data).__name__, "must be a mapping of constant names to numbers")
     return Constants.from_dict(data, source=source)

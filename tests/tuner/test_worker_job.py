@@ -67,4 +67,4 @@ def test_example_is_what_the_documented_command_renders(tmp_path: Path) -> None:
 
 def test_bad_worker_count_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["k8s-workers", "--study", "x", "--workers", "0"]) == 2
-    assert "--workers: got 0; must be >= 1" in capsys.readouterr().err
+    assert "--workers: got '0'; must be an integer >= 1" in capsys.readouterr().err

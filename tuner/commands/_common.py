@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
+from collections.abc import Callable
 
 from rich.console import Console
 
@@ -13,9 +16,11 @@ __all__ = [
     "add_run_args",
     "err",
     "export_options",
+    "int_in",
     "load_from_args",
     "non_negative_float",
     "out",
+    "redact_urls",
 ]
 
 #: Results go to stdout; progress, warnings and errors to stderr.
@@ -58,10 +63,42 @@ def load_from_args(args: argparse.Namespace) -> RunData:
 
 
 def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0 (``nan`` and ``inf`` refused, as in a spec)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"got {text[:40]!r}; must be a finite number >= 0")
     return value
+
+
+def int_in(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum], refused with the same words as
+    the spec field it overrides (``--trials 0`` reads like ``study.trials: 0``)."""
+    allowed = (
+        f"must be an integer >= {minimum}"
+        if maximum is None
+        else f"must be an integer in [{minimum}, {maximum}]"
+    )
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"got {text[:40]!r}; {allowed}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in some messages
+    return parse
+
+
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][\w+.-]*://[^:/@\s]*):[^@\s]+@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL starred, for
+    messages that echo a command line (argparse errors, "Resume with:" hints)."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)

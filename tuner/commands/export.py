@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..export import exporter_names, write_exports
 from ..pick import pick_best
 from ..rundir import export_context
@@ -35,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     formats = tuple(args.format or ("vllm", "kubernetes"))
     deployment, problem = pick.chosen.deployment, build_problem(data.spec)
     context = export_context(data.spec, deployment, problem, export_options(args))
-    for path in write_exports(deployment, problem, target, formats=formats, context=context):
+    try:
+        paths = write_exports(deployment, problem, target, formats=formats, context=context)
+    except OSError as exc:
+        raise ConfigError("--out", str(target), f"must be a writable directory ({exc.strerror})") from None
+    for path in paths:
         out.print(str(path), markup=False, highlight=False)
     return 0

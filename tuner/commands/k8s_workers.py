@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..export.worker_job import WorkerJob, render_worker_job
-from ._common import out
+from ._common import int_in, out
 
 __all__ = ["register"]
 
@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         "the Job's workers then join it and finish the budget.",
     )
     p.add_argument("--study", required=True, help="study name in the shared storage")
-    p.add_argument("--workers", type=int, default=4, help="worker pods (default 4)")
-    p.add_argument("--gpus-per-worker", type=int, default=8, help="GPUs per worker pod (default 8)")
+    p.add_argument("--workers", type=int_in(1), default=4, help="worker pods (default 4)")
+    p.add_argument("--gpus-per-worker", type=int_in(1), default=8, help="GPUs per worker pod (default 8)")
     p.add_argument("--image", default=WorkerJob.image, help="container image with the tuner installed")
     p.add_argument("--namespace", default="default")
     p.add_argument(
@@ -38,9 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("workers", "gpus_per_worker"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}", getattr(args, name), "must be >= 1")
     job = WorkerJob(
         study=args.study,
         workers=args.workers,
@@ -53,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     )
     text = render_worker_job(job)
     if args.out:
-        Path(args.out).write_text(text)
+        try:
+            Path(args.out).write_text(text)
+        except OSError as exc:
+            raise ConfigError("--out", args.out, f"must be a writable file path ({exc.strerror})") from None
         out.print(f"wrote {args.out}", markup=False, highlight=False)
     else:
         print(text, end="")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import int_in
+
 __all__ = ["register"]
 
 
@@ -26,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="127.0.0.1",
         help="bind address (default 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)",
     )
-    p.add_argument("--port", type=int, required=True, help="port to listen on")
+    p.add_argument("--port", type=int_in(1, 65535), required=True, help="port to listen on")
     p.add_argument("--prefill", nargs="+", metavar="URL", help="prefill workers' base URLs (disagg)")
     p.add_argument("--decode", nargs="+", metavar="URL", help="decode workers' base URLs (disagg)")
     p.add_argument("--workers", nargs="+", metavar="URL", help="aggregated replicas' base URLs (balancer)")

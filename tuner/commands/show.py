@@ -10,7 +10,7 @@ from ..console import front_table, pick_table, point_dict
 from ..errors import NoFeasiblePick
 from ..front import pareto_front
 from ..pick import Pick, pick_best
-from ._common import add_run_args, load_from_args, out
+from ._common import add_run_args, int_in, load_from_args, out
 
 __all__ = ["register"]
 
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p = sub.add_parser("show", help="print the Pareto front and the SLA pick of a run")
     add_run_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    p.add_argument("--top", type=int, default=20, help="front rows to show (default 20)")
+    p.add_argument("--top", type=int_in(1), default=20, help="front rows to show (default 20)")
     p.set_defaults(func=run)
 
 

@@ -13,7 +13,7 @@ from rich.table import Table
 from ..console import front_table, point_dict
 from ..front import pareto_front
 from ..studies import BUDGET_ATTR
-from ._common import add_run_args, load_from_args, out
+from ._common import add_run_args, int_in, load_from_args, out
 
 __all__ = ["register"]
 
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p = sub.add_parser("status", help="progress, front and failures of a study (also while workers run)")
     add_run_args(p)
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    p.add_argument("--top", type=int, default=10, help="front rows to show (default 10)")
+    p.add_argument("--top", type=int_in(1), default=10, help="front rows to show (default 10)")
     p.set_defaults(func=run)
 
 

@@ -14,7 +14,7 @@ from ..pick import closest_points
 from ..runs import tune
 from ..spec import OBJECTIVES, SAMPLERS, HardwareSpec, StudySpec, load_spec
 from ..storage import redact
-from ._common import err, non_negative_float, out
+from ._common import err, int_in, non_negative_float, out
 
 __all__ = ["register"]
 
@@ -26,10 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         description="Run the study of SPEC; re-running the same command resumes it.",
     )
     p.add_argument("spec", help="study spec YAML (see examples/)")
-    p.add_argument("--trials", type=int, help="total trials of the study (overrides study.trials)")
+    p.add_argument("--trials", type=int_in(1), help="total trials of the study (overrides study.trials)")
     p.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (overrides study.sampler)")
     p.add_argument("--objective", choices=OBJECTIVES, help="sla: best tok/s/GPU at the SLA; front: both axes")
-    p.add_argument("--seed", type=int, help="sampler seed")
+    p.add_argument("--seed", type=int_in(0), help="sampler seed")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory)")
     p.add_argument("--study", help="study name (default: the run directory's name)")
     p.add_argument("--out", help="run directory (default: output_dir of the spec)")
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=int_in(1),
         default=1,
         metavar="N",
         help="run N local worker processes on the study (more join with `tuner worker`)",
@@ -100,9 +100,6 @@ def _resume_command(argv: list[str], storage: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     spec = _override(load_spec(args.spec), args)
-    if args.workers < 1:
-        err.print(f"error: --workers must be >= 1, got {args.workers}", markup=False, highlight=False)
-        return 2
     with TrialProgress(err, enabled=not args.quiet) as progress:
         try:
             result = tune(

@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..outages import OUTAGE_S
 from ..storage import HEARTBEAT_S, redact
 from ..workers import STORAGE_ENV, work
-from ._common import err, non_negative_float
+from ._common import err, int_in, non_negative_float
 
 __all__ = ["register"]
 
@@ -33,14 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     )
     p.add_argument("--study", required=True, help="study name")
     p.add_argument(
-        "--trials", type=int, help="run up to this many finished trials (default: the study's budget)"
+        "--trials", type=int_in(1), help="run up to this many finished trials (default: the study's budget)"
     )
     p.add_argument(
-        "--gpus", type=int, help="GPUs this worker places candidates on (default: the spec's fleet)"
+        "--gpus", type=int_in(1), help="GPUs this worker places candidates on (default: the spec's fleet)"
     )
     p.add_argument(
         "--heartbeat",
-        type=int,
+        type=int_in(1),
         default=HEARTBEAT_S,
         metavar="S",
         help=f"heartbeat interval of running trials in seconds (default {HEARTBEAT_S}); "
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         help=f"retry storage calls for up to S seconds while the database is unreachable "
         f"(default {OUTAGE_S:.0f}: a database restart), then exit 2",
     )
-    p.add_argument("--seed", type=int, help="sampler seed (default: differs per worker)")
+    p.add_argument("--seed", type=int_in(0), help="sampler seed (default: differs per worker)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(func=run)
 
