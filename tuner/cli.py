@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, TunerError) as exc:
         _fail(f"error: {exc}")
         return 2
+    except BrokenPipeError:
+        return _reader_went_away()
     except OSError as exc:
         # The last resort for a file the command could not read or write (a full disk, a
         # read-only directory) that no narrower handler named: still one line, exit 2.
@@ -77,8 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"error: {where}{exc.strerror or exc}")
         return 2
-    except BrokenPipeError:
-        return _reader_went_away()
     return code
 
 

@@ -510,7 +510,7 @@ CASES = [
         "router without --prefill",
         lambda c: ["router", "--port", "8000", "--decode", "b"],
         2,
-        "required: --prefill",
+        "--prefill/--decode",
     ),
     Case(
         "worker --heartbeat 0",
@@ -518,7 +518,12 @@ CASES = [
         2,
         "--heartbeat: got '0'",
     ),
-    Case("worker --stor abbreviated", lambda c: ["worker", "--stor", "x", "--study", "s"], 2, "--storage"),
+    Case(
+        "worker --stor abbreviated",
+        lambda c: ["worker", "--stor", "x", "--study", "s"],
+        2,
+        "unrecognized arguments: --stor",
+    ),
     Case(
         "profile --budget-s nan",
         lambda c: ["profile", "--budget-s", "nan"],
