@@ -208,7 +208,12 @@ def test_real_worker_process_has_no_storage_url_on_its_command_line(tmp_path: Pa
     # The same `tuner worker` command line, through BOOT, which also knows the test backends.
     proc = subprocess.Popen([sys.executable, "-c", BOOT, *cmd[3:]], env=env, cwd=ROOT, stderr=subprocess.PIPE)
     try:
-        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode().split("\0")
+        cmdline: list[str] = []
+        for _ in range(200):  # right after fork the child has not exec'd yet: cmdline is empty
+            cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode().split("\0")
+            if "worker" in cmdline:
+                break
+            time.sleep(0.01)
         assert "worker" in cmdline and "--study" in cmdline
         assert not [a for a in cmdline if "sqlite" in a or "shared.db" in a], cmdline
         _, stderr = proc.communicate(timeout=120)
