@@ -137,9 +137,9 @@ class TemporaryPostgres:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[TemporaryPostgres]:
-    """A PostgreSQL server for the session; skips (with the reason) where none can start."""
+@contextlib.contextmanager
+def running_postgres() -> Iterator[TemporaryPostgres]:
+    """A started PostgreSQL server, stopped on exit; skips (with the reason) where none can start."""
     pytest.importorskip("psycopg", reason="psycopg is not installed (pip install '.[postgres]')")
     bin_dir = _pg_bin()
     if bin_dir is None:
@@ -152,8 +152,17 @@ def postgres_server() -> Iterator[TemporaryPostgres]:
     except (subprocess.SubprocessError, OSError) as exc:
         server.stop()
         pytest.skip(f"PostgreSQL could not start: {exc}")
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[TemporaryPostgres]:
+    """A PostgreSQL server for the session."""
+    with running_postgres() as server:
+        yield server
 
 
 @pytest.fixture
