@@ -9,15 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from serving import Deployment, LoadPoint, Problem
 from serving.launch import LaunchPlan
 
-__all__ = ["Backend", "ExportsPlan", "MeasureContext", "PointCallback", "accepts_context"]
+__all__ = ["Backend", "Capabilities", "ExportsPlan", "MeasureContext", "PointCallback"]
 
 #: Called with each load point as soon as it is measured (so a killed run loses nothing).
 PointCallback = Callable[[LoadPoint], None]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend declares it can do; the study reads these, it never probes for them.
+
+    ``instant``: a measurement takes microseconds, so the study may buffer storage writes
+    instead of persisting each load point as it arrives (which a live backend needs, where
+    a point costs minutes), and may screen the whole space before sampling.
+    ``placed``: ``measure`` takes the keyword ``context`` (a :class:`MeasureContext`) with
+    the GPUs the worker's slot packer assigned to the trial, so the study may give it
+    several candidates at once on disjoint GPUs; without it the backend is called one
+    candidate at a time and never receives ``context``.
+    """
+
+    instant: bool = False
+    placed: bool = False
 
 
 @runtime_checkable
@@ -33,18 +50,12 @@ class Backend(Protocol):
       reason; every process it started is stopped before it returns or raises.
     - ``describe``: name, version and settings, recorded as provenance in ``pick.yaml``.
 
-    Optional attribute: ``instant`` (default False). True means a measurement takes
-    microseconds, so the study may buffer storage writes instead of persisting each load
-    point as it arrives (which a live backend needs, where a point costs minutes).
-
-    Optional keyword of ``measure``: ``context`` (a :class:`MeasureContext`). A backend
-    whose ``measure`` declares it receives the GPUs the worker's slot packer assigned to
-    the trial (``context.devices``) and may then be given several candidates at once on
-    disjoint GPUs; a backend that does not declare it is called exactly as before, one
-    candidate at a time (see :func:`accepts_context`).
+    - ``capabilities``: what the study may do with it (:class:`Capabilities`), declared on
+      the class.
     """
 
     name: str
+    capabilities: ClassVar[Capabilities]
 
     def check(self, deployment: Deployment, problem: Problem) -> str | None: ...
 
@@ -93,13 +104,3 @@ class MeasureContext:
     devices: tuple[int, ...] | None = None
     trial: int | None = None
     log_dir: str | None = None
-
-
-def accepts_context(backend: Backend) -> bool:
-    """Whether ``backend.measure`` declares the optional ``context`` keyword."""
-    import inspect
-
-    try:
-        return "context" in inspect.signature(backend.measure).parameters
-    except (TypeError, ValueError):
-        return False

@@ -54,6 +54,7 @@ from optuna.trial import TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backends.base import Capabilities
 from backends.simulator import SimulatorBackend
 from benchmarks.standin_world import WORLDS, StandInWorld
 from search_spaces import SearchSpace, infeasible_reason, load_space
@@ -149,7 +150,7 @@ class CachedBackend:
     """Answers from a :class:`Table`: the product's loop at the cost of a dict lookup."""
 
     name = "cached"
-    instant = True
+    capabilities = Capabilities(instant=True)
 
     def __init__(self, table: Table) -> None:
         self.table = table

@@ -27,7 +27,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from backends.base import PointCallback
+from backends.base import Capabilities, PointCallback
 from backends.simulator import SimulatorBackend
 from backends.simulator.constants import Constants
 from serving import Deployment, LoadPoint, Problem
@@ -123,7 +123,7 @@ class StandInWorld(SimulatorBackend):
     concurrency, ``seed``) so repeats agree. ``seed`` also picks the harsh world's constants."""
 
     name = "standin"
-    instant = True
+    capabilities = Capabilities(instant=True)
 
     def __init__(self, *, noise: float = 0.03, seed: int = 0, world: str = "default", **options: Any) -> None:
         if world not in WORLDS:

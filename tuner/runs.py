@@ -122,7 +122,7 @@ def tune(
         study = open_study(spec, storage, candidates=screened.candidates if screened else None)
         if spec.study.storage is None:  # the run directory's own study: we hold its lock
             _retry_orphans(study, storage)
-        buffer = WriteBehind(study) if getattr(backend, "instant", False) and not shared else None
+        buffer = WriteBehind(study) if backend.capabilities.instant and not shared else None
         mark_writer(study, buffered=buffer is not None)  # workers refuse a buffered run
         work = buffer.memory if buffer else study
         n_trials, screening = _prepare(
@@ -181,7 +181,7 @@ def _guide(
 ) -> GuidedQueue | None:
     """Simulator guidance for a live backend (``study.guided``; not for the grid sampler,
     which measures everything anyway, nor for an instant backend, which screens instead)."""
-    if not spec.study.guided or spec.study.sampler == "grid" or getattr(backend, "instant", False):
+    if not spec.study.guided or spec.study.sampler == "grid" or backend.capabilities.instant:
         return None
     guide = GuidedQueue(GuidedSearch(space, problem, spec.sla, spec.study.objective), study, space, budget)
     by_trial: dict[int, tuple[Deployment, list[LoadPoint]]] = {}
@@ -217,7 +217,7 @@ def _screen(
 ) -> Screening | None:
     """Price the whole feasible space when the backend is instant (not for the grid, which
     measures all of it anyway)."""
-    if spec.study.sampler == "grid" or not getattr(backend, "instant", False):
+    if spec.study.sampler == "grid" or not backend.capabilities.instant:
         return None
     return screen(space, problem, backend, spec.sla, spec.study.objective)
 

@@ -296,6 +296,11 @@ class Claims:
 
         return hashlib.sha256(key.encode()).hexdigest()
 
+    def trial_id(self, number: int) -> int:
+        """The storage's id of the study's trial ``number`` (Optuna's public storage API; a
+        trial's own id attribute is private)."""
+        return self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
     def claim(self, key: str, trial_id: int) -> int | None:
         """Claim ``key`` for ``trial_id``: None when it now holds it, else the holder's id."""
         from sqlalchemy import insert, select, update

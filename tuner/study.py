@@ -33,7 +33,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from backends import Backend
-from backends.base import MeasureContext, accepts_context
+from backends.base import MeasureContext
 from search_spaces import SearchSpace, infeasible_reason
 from serving import CandidateFailed, Deployment, LoadPoint, Problem
 
@@ -269,7 +269,7 @@ def run_trials(
         {},
         summary,
         claims,
-        slots if slots is not None and accepts_context(backend) else None,
+        slots if slots is not None and backend.capabilities.placed else None,
         log_dir,
         explorer,
         heartbeats,
@@ -425,7 +425,7 @@ def _decide(run: _Run, trial: optuna.Trial, dep: Deployment) -> TrialOutcome:
     with run.lock:
         prior = run.known.get(key)
     if prior is None and (claims := run.claims) is not None:
-        holder_id = run.io(lambda: claims.claim(key, trial._trial_id))
+        holder_id = run.io(lambda: claims.claim(key, claims.trial_id(trial.number)))
         if holder_id is not None:
             holder = run.io(lambda: claims.holder(holder_id))
             if holder.state != TrialState.COMPLETE:
@@ -468,7 +468,7 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
             problem, workload=dataclasses.replace(problem.workload, concurrency=rest)
         )
 
-    instant = bool(getattr(run.backend, "instant", False))
+    instant = run.backend.capabilities.instant
 
     def store(point: LoadPoint) -> None:
         # The whole list so far, rewritten per point: a killed run keeps every point. An
@@ -515,7 +515,7 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
 def _call_backend(
     run: _Run, trial: optuna.Trial, dep: Deployment, problem: Problem, store: Callable[[LoadPoint], None]
 ) -> None:
-    if not accepts_context(run.backend):
+    if not run.backend.capabilities.placed:
         run.backend.measure(dep, problem, on_point=store)
         return
     if run.slots is None:

@@ -16,7 +16,7 @@ from serving import CandidateFailed, ConfigError, Deployment, LoadPoint, Problem
 from serving.memory import start_reason
 from serving.precision import bytes_per_param, kv_bytes_per_element
 
-from ..base import PointCallback
+from ..base import Capabilities, PointCallback
 from .agg import agg_point
 from .constants import ENGINES, Constants, load_constants
 from .costs import WorkerCost
@@ -45,7 +45,7 @@ class SimulatorBackend:
 
     name = "simulator"
     #: Prices a candidate in well under a millisecond: the study may buffer its writes.
-    instant = True
+    capabilities = Capabilities(instant=True)
 
     def __init__(self, **options: Any) -> None:
         for key, value in options.items():

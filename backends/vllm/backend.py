@@ -20,7 +20,7 @@ from typing import Any
 from serving import CandidateFailed, ConfigError, Deployment, LoadPoint, Problem
 from serving.launch import LaunchPlan, plan_launch, vllm_flags, with_engine_extras
 
-from ..base import PointCallback
+from ..base import Capabilities, PointCallback
 from .check import cpu_reason, cuda_reason
 from .deps import require
 from .launcher import RunningDeployment, launch, localize, single_node_reason
@@ -76,7 +76,8 @@ class VllmBackend:
     :class:`~backends.vllm.options.VllmOptions`)."""
 
     name = "vllm"
-    instant = False
+    #: Starts servers on the GPUs (cores) the tuner assigns: several trials at once.
+    capabilities = Capabilities(placed=True)
 
     def __init__(self, **options: Any) -> None:
         self.options = VllmOptions.parse(options)

@@ -9,6 +9,7 @@ marker); its two-worker measurements are also ``slow`` (about a minute each on 2
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from backends import Backend
+from backends.base import Capabilities
 from backends.simulator import SimulatorBackend
 from serving import Deployment, LoadPoint, Parallelism, Problem, WorkerGroup, Workload, load_gpu, load_model
 
@@ -136,6 +138,16 @@ def test_is_a_backend(subject: Subject) -> None:
     assert isinstance(backend.name, str) and backend.name
     info = backend.describe()
     assert info["name"] == backend.name and "version" in info
+
+
+def test_capabilities_are_declared_and_kept(subject: Subject) -> None:
+    """Declared on the class, not found by probing: a backend that says it is placed takes
+    the ``context`` keyword, and an instant one is not placed on GPUs."""
+    caps = type(subject.backend).capabilities
+    assert isinstance(caps, Capabilities)
+    params = inspect.signature(subject.backend.measure).parameters
+    assert ("context" in params) == caps.placed
+    assert not (caps.instant and caps.placed)
 
 
 @pytest.mark.parametrize("which", WHICH)

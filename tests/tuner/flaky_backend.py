@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backends.base import MeasureContext, PointCallback
+from backends.base import Capabilities, MeasureContext, PointCallback
 from backends.simulator import SimulatorBackend
 from serving import CandidateFailed, Deployment, LoadPoint, Problem
 
 
 class FlakyBackend:
     name = "flaky"
+    capabilities = Capabilities()
 
     def __init__(self, interrupt_after: int = 0, interrupt_flag: str = "", fail_tp: int = 1) -> None:
         """``interrupt_after``: Ctrl-C during the N-th measurement, while the file
@@ -65,6 +66,7 @@ class SlowBackend:
     """
 
     name = "slow"
+    capabilities = Capabilities(placed=True)
 
     def __init__(self, sleep_s: float = 0.2, log: str = "") -> None:
         self._sim = SimulatorBackend()

@@ -139,6 +139,7 @@ def test_check_measures_only_the_operating_point(run_dir: Path) -> None:
 
     class Spy:
         name = "simulator"
+        capabilities = sim.capabilities
 
         def check(self, deployment: Deployment, problem: Problem) -> str | None:
             return sim.check(deployment, problem)

@@ -102,10 +102,10 @@ def _race(
 def _claim_race(url: str, tmp_path: Path) -> None:
     spec = load_spec(small_spec(tmp_path, study={"storage": url, "name": "race"}))
     study = open_study(spec)
-    trial_ids = [study.ask()._trial_id for _ in range(3)]
     storage = open_storage(url)
     study_id = storage.get_study_id_from_name("race")
-    Claims(storage, study_id)  # type: ignore[arg-type]  # the table exists before the race
+    claims = Claims(storage, study_id)  # type: ignore[arg-type]  # the table exists before the race
+    trial_ids = [claims.trial_id(study.ask().number) for _ in range(3)]
     ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(len(trial_ids)), ctx.Queue()
     procs = [ctx.Process(target=_race, args=(url, study_id, t, barrier, out)) for t in trial_ids]
