@@ -159,7 +159,9 @@ def test_worker_refuses_a_study_a_buffered_run_is_writing(
     finally:
         tune.send_signal(signal.SIGINT)
         _, stderr = tune.communicate(timeout=120)
-    assert tune.returncode == 130, stderr.decode()
+    # 130: interrupted; 0: it finished its space between the check above and the signal.
+    assert tune.returncode in (0, 130), stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
     study = optuna.load_study(study_name="run", storage=url)
     assert len(study.trials) >= before
     assert not any(t.user_attrs.get("worker", "").endswith(f":{os.getpid()}") for t in study.trials)
