@@ -100,9 +100,7 @@ class ModelArch:
             return 0
         step, dense = max(self.moe_layer_step, 1), set(self.mlp_only_layers)
         return sum(
-            1
-            for i in range(self.first_k_dense, self.layers)
-            if (i + 1) % step == 0 and i not in dense
+            1 for i in range(self.first_k_dense, self.layers) if (i + 1) % step == 0 and i not in dense
         )
 
     @property
@@ -202,7 +200,10 @@ class ModelArch:
         checkpoint's own 4-bit format, 16-bit for the modules it leaves unquantized."""
         cached = self._bytes_per_precision.get(precision)
         if cached is None:
-            cached = {m: bytes_per_param(self.weight_precision(precision, m), self.fp4_format) for m in QUANT_MODULES}
+            cached = {
+                m: bytes_per_param(self.weight_precision(precision, m), self.fp4_format)
+                for m in QUANT_MODULES
+            }
             self._bytes_per_precision[precision] = cached
         return cached
 

@@ -249,14 +249,26 @@ def unquantized_modules(patterns: list[str]) -> tuple[str, ...]:
                 found.add("qkv")
             else:
                 found.update(("qkv", "o_proj"))  # the whole attention block
-        elif "mlp" in pattern and not pattern.rstrip("*").endswith((".gate", ".router")) and "router" not in pattern:
+        elif (
+            "mlp" in pattern
+            and not pattern.rstrip("*").endswith((".gate", ".router"))
+            and "router" not in pattern
+        ):
             found.add("dense_mlp")
     return tuple(m for m in QUANT_MODULES if m in found)
 
 
 #: ModelArch fields that a usable model cannot have at zero (sizes and counts of every layer).
 _POSITIVE = (
-    "layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "max_position", "moe_layer_step"
+    "layers",
+    "hidden",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "intermediate",
+    "vocab",
+    "max_position",
+    "moe_layer_step",
 )
 _INTS = {f.name for f in fields(ModelArch) if f.type in ("int", int)}
 

@@ -164,8 +164,11 @@ def _seconds_per_token(group: WorkerGroup, problem: Problem, *, context: float, 
     if sampled:  # LM head: at the faster of 16-bit and the run's format
         t += 2.0 * arch.vocab * arch.hidden / max(_rate(gpu, "bf16"), _rate(gpu, prec))
     kv_elem = kv_bytes_per_element(group.knobs.kv_cache_dtype, prec)
-    t += arch.layers * _score_flops_per_position(arch) * arch.attended(context) / _rate(
-        gpu, "fp8" if kv_elem < 2 else "bf16"
+    t += (
+        arch.layers
+        * _score_flops_per_position(arch)
+        * arch.attended(context)
+        / _rate(gpu, "fp8" if kv_elem < 2 else "bf16")
     )
     return t
 

@@ -34,6 +34,7 @@ class WorkerCost:
     """Prices one engine step of one worker of ``group`` (one pipeline round when pp > 1)."""
 
     __slots__ = (
+        "_arch",
         "_attn_bw",
         "_attn_bytes",
         "_attn_core_flops_dec",
@@ -41,9 +42,8 @@ class WorkerCost:
         "_attn_core_rate",
         "_attn_fixed_s",
         "_attn_flops_per_tok",
-        "_attn_kernels",
-        "_arch",
         "_attn_gemm_peak",
+        "_attn_kernels",
         "_attn_peak",
         "_attn_pf_rate",
         "_bw",
@@ -145,7 +145,12 @@ class WorkerCost:
             peak16 = float(gpu.measured_tflops("bf16") or 0.0) * 1e12 * speed
 
         def peak(module: str) -> float:
-            return peak16 if arch.weight_precision(problem.precision, module) != problem.precision else self._peak
+            return (
+                peak16
+                if arch.weight_precision(problem.precision, module) != problem.precision
+                else self._peak
+            )
+
         # Fixed per-kernel costs, as timed one kernel at a time (h200.md) or by a profile,
         # times how much of them an engine's fused kernels and CUDA graphs still pay.
         fixed = c.kernel_fixed_scale

@@ -12,7 +12,17 @@ import pytest
 
 from backends.simulator import SimulatorBackend
 from search_spaces import load_space
-from serving import Deployment, EngineKnobs, LoadPoint, Parallelism, Problem, WorkerGroup, Workload, load_gpu, load_model
+from serving import (
+    Deployment,
+    EngineKnobs,
+    LoadPoint,
+    Parallelism,
+    Problem,
+    WorkerGroup,
+    Workload,
+    load_gpu,
+    load_model,
+)
 from serving.roofline import Roofline, speed_of_light, ttft_bound_ms
 from tuner.spec import StudySpec, build_problem, load_spec
 from tuner.studies import default_preset
@@ -84,7 +94,9 @@ def _problem(model: str = "Llama-3.1-8B", precision: str = "bf16") -> Problem:
 
 
 def _agg(tp: int = 1, dp: int = 1, ep: int = 1) -> Deployment:
-    return Deployment(mode="agg", agg=WorkerGroup(parallel=Parallelism(tp=tp, dp=dp, ep=ep), knobs=EngineKnobs()))
+    return Deployment(
+        mode="agg", agg=WorkerGroup(parallel=Parallelism(tp=tp, dp=dp, ep=ep), knobs=EngineKnobs())
+    )
 
 
 def _scaled(point: LoadPoint, factor: float) -> LoadPoint:

@@ -87,7 +87,9 @@ def test_layer_types_set_which_layers_slide() -> None:
     assert qwen.sliding_window == 0 and qwen.sliding_layers == 0
     gemma = arch_from_hf_config({**base, "sliding_window_pattern": 6}, name="gemma3")
     assert gemma.sliding_layers == 30
-    few = arch_from_hf_config({**base, "layer_types": ["full_attention"] * 34 + ["sliding_attention"] * 2}, name="x")
+    few = arch_from_hf_config(
+        {**base, "layer_types": ["full_attention"] * 34 + ["sliding_attention"] * 2}, name="x"
+    )
     assert few.sliding_layers == 2
 
 
@@ -100,7 +102,11 @@ def test_shorter_window_lowers_decode_kv_of_sliding_layers_and_nothing_else() ->
     # Only the 18 sliding layers change, by (128 - 64) tokens each.
     assert wide.kv_bytes(ctx) - short.kv_bytes(ctx) == pytest.approx(18 * 64 * per_layer_token)
     assert wide.kv_bytes(ctx) == pytest.approx(per_layer_token * (18 * ctx + 18 * 128))
-    assert (wide.weights, wide.kv_per_token, wide.reserve) == (short.weights, short.kv_per_token, short.reserve)
+    assert (wide.weights, wide.kv_per_token, wide.reserve) == (
+        short.weights,
+        short.kv_per_token,
+        short.reserve,
+    )
     # A context inside both windows reads the same KV; the decode step is cheaper only past it.
     assert wide.kv_bytes(60) == short.kv_bytes(60)
     cw, cs = _cost(arch), _cost(narrow)
@@ -127,7 +133,10 @@ def test_attention_sinks_add_a_logit_per_head_and_a_score_per_query() -> None:
     plain = replace(arch, attention_sinks=False)
     assert arch.total_params() - plain.total_params() == arch.heads * arch.layers
     assert arch.attended(4096) - plain.attended(4096) == 1.0
-    assert worker_memory(_group(), _problem(arch)).kv_per_token == worker_memory(_group(), _problem(plain)).kv_per_token
+    assert (
+        worker_memory(_group(), _problem(arch)).kv_per_token
+        == worker_memory(_group(), _problem(plain)).kv_per_token
+    )
     assert arch_from_hf_config(GPT_OSS_CONFIG, name="x").attention_sinks
 
 
@@ -189,7 +198,10 @@ def test_mla_ranks_set_the_latent_kv_and_the_attention_weights() -> None:
     r1 = load_model("DeepSeek-R1")
     small = replace(r1, kv_lora_rank=256)
     assert r1.kv_elements_per_token_layer() - small.kv_elements_per_token_layer() == 256
-    m1, m8 = worker_memory(_group(tp=1), _problem(r1, "fp8")), worker_memory(_group(tp=8), _problem(r1, "fp8"))
+    m1, m8 = (
+        worker_memory(_group(tp=1), _problem(r1, "fp8")),
+        worker_memory(_group(tp=8), _problem(r1, "fp8")),
+    )
     assert m1.kv_per_token == m8.kv_per_token  # the latent is replicated over TP
     assert r1.attention_params() > small.attention_params()
     no_q_lora = replace(r1, q_lora_rank=0)
@@ -205,7 +217,9 @@ def test_mxfp4_experts_lower_expert_bytes_but_not_attention_bytes() -> None:
     fp4, bf16 = arch.module_bytes_per_param("fp4"), arch.module_bytes_per_param("bf16")
     assert fp4["experts"] == 0.5 + 1 / 32 and bf16["experts"] == 2.0  # MXFP4: E8M0 per 32
     assert fp4["qkv"] == fp4["o_proj"] == 2.0  # self_attn is in modules_to_not_convert
-    assert arch.routed_expert_weight_bytes("fp4") == pytest.approx(arch.routed_expert_weight_bytes("bf16") * 0.53125 / 2)
+    assert arch.routed_expert_weight_bytes("fp4") == pytest.approx(
+        arch.routed_expert_weight_bytes("bf16") * 0.53125 / 2
+    )
     assert arch.non_expert_weight_bytes("fp4") == arch.non_expert_weight_bytes("bf16")
     c4, c16 = _cost(arch, "fp4"), _cost(arch, "bf16")
     assert c4._attn_bytes == c16._attn_bytes and c4._expert_bytes < c16._expert_bytes
@@ -231,7 +245,13 @@ def test_quantization_config_excluded_modules_are_read_per_checkpoint() -> None:
     assert (per["qkv"], per["o_proj"], per["experts"]) == (2.0, 0.5625, 0.5625)
     # Qwen3-235B NVFP4 excludes only the routers (mlp.gate): every linear layer is 4-bit.
     qwen = arch_from_hf_config(
-        {**_R1, "quantization_config": {"quant_algo": "NVFP4", "exclude_modules": ["model.layers.0.mlp.gate", "lm_head"]}},
+        {
+            **_R1,
+            "quantization_config": {
+                "quant_algo": "NVFP4",
+                "exclude_modules": ["model.layers.0.mlp.gate", "lm_head"],
+            },
+        },
         name="q",
     )
     assert qwen.fp4_unquantized == ()
@@ -250,7 +270,9 @@ def test_block_and_per_tensor_fp8_scales() -> None:
     # per-tensor FP8 (NVIDIA's Llama FP8, no block size) at the plain FP8 rate.
     qwen = load_model("Qwen3-32B")
     per_tensor = replace(qwen, fp8_weight_block=0)
-    assert _cost(qwen, "fp8")._peak == pytest.approx(_cost(per_tensor, "fp8")._peak * load_constants().fp8_block_compute_scale)
+    assert _cost(qwen, "fp8")._peak == pytest.approx(
+        _cost(per_tensor, "fp8")._peak * load_constants().fp8_block_compute_scale
+    )
     assert _cost(qwen, "fp8")._bw == _cost(per_tensor, "fp8")._bw
 
 
