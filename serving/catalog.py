@@ -15,12 +15,12 @@ from typing import Any
 
 import yaml
 
-from .arch import ModelArch
+from .arch import QUANT_MODULES, ModelArch
 from .errors import ConfigError
 from .hardware import GPU
 from .inputs import read_text
 
-__all__ = ["arch_from_hf_config", "gpu_names", "load_gpu", "load_model", "model_names"]
+__all__ = ["arch_from_hf_config", "gpu_names", "load_gpu", "load_model", "model_names", "unquantized_modules"]
 
 
 @cache
@@ -30,6 +30,7 @@ def _table(filename: str) -> dict[str, dict[str, Any]]:
     return data
 
 
+@cache
 def _index(filename: str, extra_key: str) -> dict[str, str]:
     index: dict[str, str] = {}
     for key, entry in _table(filename).items():
@@ -57,7 +58,13 @@ def load_model(name: str) -> ModelArch:
         raise ConfigError(
             "model", name, f"allowed: a directory with config.json or one of {', '.join(model_names())}"
         )
-    entry = {k: v for k, v in _table("models.yaml")[key].items() if k != "aliases"}
+    return _catalog_model(key)
+
+
+@cache
+def _catalog_model(key: str) -> ModelArch:
+    """One frozen record per catalog entry (its derived counts are computed once)."""
+    entry = {k: v for k, v in _table("models.yaml")[key].items() if k not in ("aliases", "source")}
     return ModelArch(name=key, **entry)
 
 
@@ -125,6 +132,8 @@ _HF_KEYS: dict[str, tuple[str, ...]] = {
     "qk_rope_head_dim": ("qk_rope_head_dim",),
     "v_head_dim": ("v_head_dim",),
     "tied_embeddings": ("tie_word_embeddings",),
+    "moe_layer_step": ("decoder_sparse_step", "interleave_moe_layer_step", "moe_layer_freq"),
+    "shared_expert_intermediate": ("shared_expert_intermediate_size",),
 }
 
 
@@ -153,15 +162,114 @@ def arch_from_hf_config(config: dict[str, Any], *, name: str) -> ModelArch:
     values.setdefault("intermediate", 4 * values["hidden"])
     if values.get("experts") and not values.get("moe_intermediate"):
         values["moe_intermediate"] = values["intermediate"]  # Mixtral/gpt-oss style configs
+    if values.get("shared_expert_intermediate") and "shared_experts" not in values:
+        values["shared_experts"] = 1  # Qwen2-MoE: one shared expert, sized by this key
+    values.update(_sliding_window(cfg, values["layers"], name))
+    values.update(_mlp_only_layers(cfg, values["layers"], name))
+    if cfg.get("model_type") == "gpt_oss":
+        values["attention_sinks"] = True  # GptOssAttention.sinks: a learned logit per head
     quant = cfg.get("quantization_config") or {}
-    block = quant.get("weight_block_size") if isinstance(quant, dict) else None
-    if isinstance(block, list) and block:
-        values["fp8_weight_block"] = _config_value(block[0], "weight_block_size", "fp8_weight_block", name)
+    if isinstance(quant, dict):
+        values.update(_quantization(quant, name))
     return ModelArch(name=name, **values)
 
 
+def _sliding_window(cfg: dict[str, Any], layers: int, name: str) -> dict[str, int]:
+    """``sliding_window`` and how many layers use it: ``layer_types`` when given, else
+    Gemma-3's ``sliding_window_pattern`` (every n-th layer global), else every layer
+    (Mistral); none when ``use_sliding_window`` is false (Qwen2/3 ship a window they do
+    not use)."""
+    window = cfg.get("sliding_window")
+    if window is None or cfg.get("use_sliding_window") is False:
+        return {}
+    size = int(_config_value(window, "sliding_window", "sliding_window", name))
+    if size == 0:
+        return {}
+    types = cfg.get("layer_types")
+    if isinstance(types, list) and types:
+        sliding = sum(1 for t in types[:layers] if t == "sliding_attention")
+    elif isinstance(cfg.get("sliding_window_pattern"), int) and cfg["sliding_window_pattern"] > 0:
+        sliding = layers - layers // cfg["sliding_window_pattern"]
+    else:
+        sliding = layers
+    return {"sliding_window": size, "sliding_layers": sliding} if sliding else {}
+
+
+def _mlp_only_layers(cfg: dict[str, Any], layers: int, name: str) -> dict[str, tuple[int, ...]]:
+    """Qwen-MoE ``mlp_only_layers``: layer indices that keep a dense MLP."""
+    dense = cfg.get("mlp_only_layers")
+    if not isinstance(dense, list) or not dense:
+        return {}
+    ids = (_config_value(i, "mlp_only_layers", "first_k_dense", name) for i in dense)
+    return {"mlp_only_layers": tuple(sorted({int(i) for i in ids if int(i) < layers}))}
+
+
+#: quantization_config keys that list modules kept out of the quantized format.
+_EXCLUDE_KEYS = ("modules_to_not_convert", "exclude_modules", "ignore", "ignored_layers")
+
+
+def _quantization(quant: dict[str, Any], name: str) -> dict[str, Any]:
+    """The per-precision checkpoint facts of a ``quantization_config``: FP8 weight blocks,
+    the 4-bit format, and which modules stay 16-bit."""
+    method = str(quant.get("quant_method", "")).lower()
+    algo = str(quant.get("quant_algo", "")).upper()  # ModelOpt: quant_method "modelopt"
+    kept: list[str] = []
+    for key in _EXCLUDE_KEYS:
+        if isinstance(quant.get(key), list):
+            kept += [str(pattern) for pattern in quant[key]]
+    modules = unquantized_modules(kept)
+    out: dict[str, Any] = {}
+    if method == "mxfp4" or "NVFP4" in algo or method in ("nvfp4", "modelopt_fp4"):
+        out["fp4_format"] = "mxfp4" if method == "mxfp4" else "nvfp4"
+        out["fp4_unquantized"] = modules
+    elif method == "fp8" or algo == "FP8":
+        out["fp8_unquantized"] = modules
+    block = quant.get("weight_block_size")
+    if isinstance(block, list) and block:
+        out["fp8_weight_block"] = _config_value(block[0], "weight_block_size", "fp8_weight_block", name)
+    return out
+
+
+def unquantized_modules(patterns: list[str]) -> tuple[str, ...]:
+    """The :data:`serving.arch.QUANT_MODULES` groups that module-name patterns of a
+    ``quantization_config`` exclusion list cover (any layer counts for the whole group;
+    the router, embeddings and LM head are always 16-bit and are not listed)."""
+    found: set[str] = set()
+    qkv_names = ("q_proj", "k_proj", "v_proj", "qkv", "q_a_proj", "q_b_proj", "kv_a_proj", "kv_b_proj")
+    for pattern in (p.lower() for p in patterns):
+        if "shared_expert" in pattern:
+            found.add("shared_experts")
+        elif "experts" in pattern:
+            found.add("experts")
+        elif "attn" in pattern:
+            names = pattern.rsplit("attn", 1)[1]
+            if "o_proj" in names or "out_proj" in names:
+                found.add("o_proj")
+            elif any(n in names for n in qkv_names):
+                found.add("qkv")
+            else:
+                found.update(("qkv", "o_proj"))  # the whole attention block
+        elif (
+            "mlp" in pattern
+            and not pattern.rstrip("*").endswith((".gate", ".router"))
+            and "router" not in pattern
+        ):
+            found.add("dense_mlp")
+    return tuple(m for m in QUANT_MODULES if m in found)
+
+
 #: ModelArch fields that a usable model cannot have at zero (sizes and counts of every layer).
-_POSITIVE = ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "max_position")
+_POSITIVE = (
+    "layers",
+    "hidden",
+    "heads",
+    "kv_heads",
+    "head_dim",
+    "intermediate",
+    "vocab",
+    "max_position",
+    "moe_layer_step",
+)
 _INTS = {f.name for f in fields(ModelArch) if f.type in ("int", int)}
 
 

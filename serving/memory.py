@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .deployment import Deployment, WorkerGroup
-from .precision import bytes_per_param, kv_bytes_per_element
+from .precision import kv_bytes_per_element
 from .problem import Problem
 
 __all__ = ["WorkerMemory", "fit_reason", "per_rank_concurrency", "start_reason", "worker_memory"]
@@ -27,31 +27,51 @@ ACTIVATION_HIDDEN_MULTIPLE = 12
 
 @dataclass(frozen=True)
 class WorkerMemory:
-    """Memory of one GPU of a worker, in bytes."""
+    """Memory of one GPU of a worker, in bytes.
+
+    ``kv_per_token`` is what one cached token takes in every layer of a pipeline stage;
+    with sliding-window attention the ``sliding_share`` of it (the sliding layers) is held
+    only for the last ``sliding_window`` tokens of a sequence (vLLM's hybrid KV-cache
+    manager frees the blocks that leave the window).
+    """
 
     weights: float
     kv_per_token: float
     reserve: float
     capacity: float
+    sliding_share: float = 0.0
+    sliding_window: int = 0
 
     @property
     def kv_room(self) -> float:
         """Bytes left for the KV cache after weights and reserve."""
         return self.capacity - self.weights - self.reserve
 
+    def kv_bytes(self, seq_tokens: float) -> float:
+        """KV bytes one sequence of ``seq_tokens`` tokens holds on this GPU."""
+        if not self.sliding_window:
+            return seq_tokens * self.kv_per_token
+        sliding = self.kv_per_token * self.sliding_share
+        return (self.kv_per_token - sliding) * seq_tokens + sliding * min(seq_tokens, self.sliding_window)
+
+    def kv_sequences(self, seq_tokens: int) -> int:
+        """Sequences of ``seq_tokens`` tokens the KV cache of one data-parallel rank holds."""
+        need = self.kv_bytes(max(seq_tokens, 1))
+        return max(0, int(self.kv_room // need)) if need > 0 else 0
+
     def kv_tokens(self) -> int:
-        """Tokens the KV cache of one data-parallel rank can hold."""
+        """Tokens the KV cache of one data-parallel rank can hold at full-attention cost."""
         return max(0, int(self.kv_room // self.kv_per_token)) if self.kv_per_token else 0
 
 
 def worker_memory(group: WorkerGroup, problem: Problem) -> WorkerMemory:
     """Per-GPU weights, KV bytes per cached token and reserve for one worker of ``group``."""
     arch, par, knobs = problem.arch, group.parallel, group.knobs
-    wbytes = bytes_per_param(problem.precision)
-    # Attention, dense MLPs, shared experts: sharded by attention TP, replicated over DP.
-    non_expert = arch.non_expert_params_total() * wbytes / par.tp / par.pp
+    # Attention, dense MLPs, shared experts: sharded by attention TP, replicated over DP;
+    # each module at the format its checkpoint stores it in (quantization_config).
+    non_expert = arch.non_expert_weight_bytes(problem.precision) / par.tp / par.pp
     # Routed experts: spread over every GPU of the worker (EP groups x MoE TP).
-    experts = arch.routed_expert_params_total() * wbytes / (par.tp * par.dp) / par.pp
+    experts = arch.routed_expert_weight_bytes(problem.precision) / (par.tp * par.dp) / par.pp
     # Embedding and LM head stay 16-bit in practice and are vocab-parallel over TP.
     embed = arch.embedding_params() * 2.0 / par.tp
     kv_elem = kv_bytes_per_element(knobs.kv_cache_dtype, problem.precision)
@@ -68,6 +88,8 @@ def worker_memory(group: WorkerGroup, problem: Problem) -> WorkerMemory:
         kv_per_token=kv_per_token,
         reserve=FIXED_RESERVE_BYTES + activations + logits,
         capacity=problem.gpu.hbm_bytes * knobs.gpu_memory_utilization,
+        sliding_share=arch.sliding_layers / arch.layers if arch.sliding_window else 0.0,
+        sliding_window=arch.sliding_window,
     )
 
 
@@ -112,7 +134,7 @@ def _kv_reason(deployment: Deployment, problem: Problem, sequences: Callable[[st
         mem = worker_memory(group, problem)
         seq_tokens = problem.workload.isl if role == "prefill" else problem.workload.seq_len
         seqs = sequences(role)
-        need_kv = seqs * seq_tokens * mem.kv_per_token
+        need_kv = seqs * mem.kv_bytes(seq_tokens)
         if mem.weights + mem.reserve + need_kv > mem.capacity:
             what = f"one {seq_tokens}-token sequence" if seqs == 1 else f"{seqs} seqs x {seq_tokens} tokens"
             return (

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from serving import Deployment, LoadPoint
+from serving import Deployment, LoadPoint, Problem
+from serving.roofline import Roofline
 
 from . import __version__
 from .pick import Pick
@@ -57,12 +58,25 @@ def deployment_columns(dep: Deployment) -> dict[str, Any]:
 _POINT_FIELDS = [f.name for f in fields(LoadPoint) if f.name != "gpus"]
 
 
-def point_rows(points: Sequence[MeasuredPoint]) -> list[dict[str, Any]]:
+def point_rows(
+    points: Sequence[MeasuredPoint], *, problem: Problem | None = None, draft_tokens: int = 0
+) -> list[dict[str, Any]]:
+    """One row per point; with ``problem``, ``sol_frac`` = the point's share of its
+    speed-of-light bound (:mod:`serving.roofline`; ``draft_tokens`` per step with
+    speculative decoding) and ``sol_role``, the role that sets it."""
     rows = []
+    roofs: dict[Deployment, Roofline] = {}
     for m in points:
         metrics = m.point.to_dict()
         row = {"trial": m.trial, **deployment_columns(m.deployment)}
         row.update({k: _round(metrics[k]) for k in _POINT_FIELDS})
+        row.update(sol_frac="", sol_role="")
+        if problem is not None:
+            roof = roofs.get(m.deployment)
+            if roof is None:
+                roof = roofs[m.deployment] = Roofline(m.deployment, problem, draft_tokens=draft_tokens)
+            sol = roof.share(m.point)
+            row.update(sol_frac=_round(sol.frac), sol_role=sol.role)
         rows.append(row)
     return rows
 
@@ -71,8 +85,10 @@ def _round(value: Any) -> Any:
     return round(value, 4) if isinstance(value, float) else value
 
 
-def write_csv(path: Path, points: Sequence[MeasuredPoint]) -> None:
-    rows = point_rows(points)
+def write_csv(
+    path: Path, points: Sequence[MeasuredPoint], *, problem: Problem | None = None, draft_tokens: int = 0
+) -> None:
+    rows = point_rows(points, problem=problem, draft_tokens=draft_tokens)
     columns = [
         "trial",
         "mode",
@@ -80,6 +96,8 @@ def write_csv(path: Path, points: Sequence[MeasuredPoint]) -> None:
         "gpus",
         *(prefix + k for prefix in _ROLE_PREFIX.values() for k in _GROUP_KEYS),
         *_POINT_FIELDS,
+        "sol_frac",
+        "sol_role",
     ]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)

@@ -113,8 +113,9 @@ def finalize(
         try:
             if while_drawing is not None:
                 while_drawing()
-            write_csv(out_dir / "points.csv", run.points)
-            write_csv(out_dir / "front.csv", pareto_front(run.points))
+            problem, drafts = _roofline_inputs(run.spec)
+            write_csv(out_dir / "points.csv", run.points, problem=problem, draft_tokens=drafts)
+            write_csv(out_dir / "front.csv", pareto_front(run.points), problem=problem, draft_tokens=drafts)
             if pick is None:
                 (out_dir / "pick.yaml").unlink(missing_ok=True)
                 shutil.rmtree(out_dir / "deploy", ignore_errors=True)
@@ -124,6 +125,17 @@ def finalize(
         finally:
             wait_chart()
     return pick, None
+
+
+def _roofline_inputs(spec: StudySpec) -> tuple[Problem | None, int]:
+    """The problem the points' speed of light is priced for (None when the spec's model
+    or GPU no longer resolves, e.g. a moved local config.json: the column stays blank), and
+    the draft tokens per step of the backend's speculative decoding."""
+    try:
+        problem: Problem | None = build_problem(spec)
+    except ConfigError:
+        problem = None
+    return problem, 1 if spec.backend.options.get("spec_decode") == "mtp" else 0
 
 
 @contextmanager

@@ -29,8 +29,9 @@ __all__ = ["agg_point", "batch_capacity"]
 def batch_capacity(cost: WorkerCost, group: WorkerGroup, workload: Workload) -> int:
     """Sequences one DP rank runs at once: max_num_seqs, bounded by KV-cache room for
     whole requests (vLLM admits while blocks remain and preempts when they run out, so
-    at steady state the cache holds about this many full-length sequences)."""
-    kv_seqs = cost.kv_tokens // max(workload.seq_len, 1)
+    at steady state the cache holds about this many full-length sequences; sliding-window
+    layers hold only their window)."""
+    kv_seqs = cost.kv_sequences(workload.seq_len)
     return max(1, min(group.knobs.max_num_seqs, kv_seqs))
 
 

@@ -20,7 +20,7 @@ import math
 
 from serving import Problem, WorkerGroup
 from serving.memory import worker_memory
-from serving.precision import bytes_per_param, kv_bytes_per_element
+from serving.precision import kv_bytes_per_element
 
 from .constants import Constants
 
@@ -34,6 +34,7 @@ class WorkerCost:
     """Prices one engine step of one worker of ``group`` (one pipeline round when pp > 1)."""
 
     __slots__ = (
+        "_arch",
         "_attn_bw",
         "_attn_bytes",
         "_attn_core_flops_dec",
@@ -41,6 +42,7 @@ class WorkerCost:
         "_attn_core_rate",
         "_attn_fixed_s",
         "_attn_flops_per_tok",
+        "_attn_gemm_peak",
         "_attn_kernels",
         "_attn_peak",
         "_attn_pf_rate",
@@ -49,17 +51,18 @@ class WorkerCost:
         "_dense_bytes",
         "_dense_flops_per_tok",
         "_dense_layers",
+        "_dense_peak",
         "_dp",
         "_elem_fixed_s",
         "_ep",
         "_ep_link",
         "_expert_bytes",
         "_expert_flops_per_tok",
+        "_expert_peak",
         "_experts",
         "_gemm_fixed_s",
         "_gen",
         "_hidden",
-        "_kv_layer_bytes",
         "_layers",
         "_lm_bytes",
         "_lm_flops_per_tok",
@@ -71,6 +74,7 @@ class WorkerCost:
         "_seq_overhead",
         "_shared_bytes",
         "_shared_flops_per_tok",
+        "_shared_peak",
         "_sharp",
         "_step_overhead",
         "_top_k",
@@ -80,6 +84,7 @@ class WorkerCost:
         "consts",
         "kv_token_bytes",
         "kv_tokens",
+        "memory",
         "prefill_first",
         "request_overhead",
         "tokens_per_step",
@@ -96,7 +101,10 @@ class WorkerCost:
     ) -> None:
         arch, gpu, par = problem.arch, problem.gpu, group.parallel
         c = self._c = self.consts = consts
-        wb = bytes_per_param(problem.precision)
+        self._arch = arch
+        # Bytes per weight of each module group: the checkpoint's quantization_config keeps
+        # some modules 16-bit (e.g. gpt-oss: attention; DeepSeek-R1-FP4: the q/kv projections).
+        wb = arch.module_bytes_per_param(problem.precision)
         tp, dp, pp = par.tp, par.dp, par.pp
         self._tp, self._dp, self._pp, self._ep, self._moe_tp = tp, dp, pp, par.ep, par.moe_tp
         self._hidden = float(arch.hidden)
@@ -131,6 +139,18 @@ class WorkerCost:
             # scales) run slower GEMMs than the per-tensor e4m3 that h200.md and `tuner
             # profile` time, so the scale applies on top of either figure.
             self._peak *= c.precision_scale("fp8")
+        # Modules the checkpoint leaves unquantized multiply in 16-bit, at the bf16 rate.
+        peak16 = gpu.peak_tflops("bf16") * 1e12 * flop_eff
+        if gpu.measured_tflops("bf16") is not None:
+            peak16 = float(gpu.measured_tflops("bf16") or 0.0) * 1e12 * speed
+
+        def peak(module: str) -> float:
+            return (
+                peak16
+                if arch.weight_precision(problem.precision, module) != problem.precision
+                else self._peak
+            )
+
         # Fixed per-kernel costs, as timed one kernel at a time (h200.md) or by a profile,
         # times how much of them an engine's fused kernels and CUDA graphs still pay.
         fixed = c.kernel_fixed_scale
@@ -171,27 +191,31 @@ class WorkerCost:
         if gpu.measured_attn_prefill_tflops is not None:
             ratio = gpu.peak_tflops(attn_prec) / gpu.bf16_tflops
             self._attn_pf_rate = gpu.measured_attn_prefill_tflops * ratio * 1e12 * speed
-        # Attention projections: sharded over attention TP, replicated over DP ranks.
-        self._attn_bytes = arch.attention_params() * wb / tp
+        # Attention projections: sharded over attention TP, replicated over DP ranks; q/k/v
+        # and o at their own formats, the GEMMs' compute at the flops-weighted rate.
+        qkv, o = arch.qkv_params(), arch.o_params()
+        self._attn_bytes = (qkv * wb["qkv"] + o * wb["o_proj"]) / tp
         self._attn_flops_per_tok = 2.0 * arch.attention_params() / tp
+        self._attn_gemm_peak = (qkv + o) / (qkv / peak("qkv") + o / peak("o_proj"))
         # qkv + o for GQA; q_a/kv_a, q_b, absorbed kv_b (2 bmm), o for MLA.
         self._attn_kernels = 5 if arch.is_mla else 2
-        self._dense_bytes = arch.dense_ffn_params() * wb / tp
+        self._dense_bytes = arch.dense_ffn_params() * wb["dense_mlp"] / tp
         self._dense_flops_per_tok = 2.0 * arch.dense_ffn_params() / tp
-        self._shared_bytes = arch.shared_experts * arch.expert_params() * wb / tp
-        self._shared_flops_per_tok = 2.0 * arch.shared_experts * arch.expert_params() / tp
+        self._dense_peak = peak("dense_mlp")
+        self._shared_bytes = arch.shared_expert_params() * wb["shared_experts"] / tp
+        self._shared_flops_per_tok = 2.0 * arch.shared_expert_params() / tp
+        self._shared_peak = peak("shared_experts")
         self._experts = arch.experts
         self._top_k = arch.active_experts
-        self._expert_bytes = arch.expert_params() * wb / par.moe_tp  # one expert's shard
+        self._expert_bytes = arch.expert_params() * wb["experts"] / par.moe_tp  # one expert's shard
         self._expert_flops_per_tok = 2.0 * arch.expert_params() / par.moe_tp
+        self._expert_peak = peak("experts")
         # LM head is kept 16-bit by every engine and is vocab-parallel over TP.
         self._lm_bytes = arch.vocab * arch.hidden * ACT_BYTES / tp
         self._lm_flops_per_tok = 2.0 * arch.vocab * arch.hidden / tp
-        mem = worker_memory(group, problem)
+        mem = self.memory = worker_memory(group, problem)
         self.kv_tokens = mem.kv_tokens()
         self.kv_token_bytes = mem.kv_per_token  # one cached token, all layers of a stage, one GPU
-        # KV bytes one cached token occupies in one layer on one GPU (MLA latent: whole).
-        self._kv_layer_bytes = mem.kv_per_token / self._layers if self._layers else 0.0
         # Attention core FLOPs per (query token, context position) per GPU: decode uses MLA's
         # absorbed form (arch), prefill runs MLA as plain attention over the decompressed
         # heads (qk = nope + rope, v) as FlashMLA/FlashInfer prefill kernels do.
@@ -219,7 +243,12 @@ class WorkerCost:
         return ib_gb_s * 1e9 * c.comm_efficiency, c.ib_latency_us * 1e-6
 
     # -- kernels ---------------------------------------------------------------------------
-    def _gemm(self, weight_bytes: float, flops: float, kernels: float) -> float:
+    def kv_sequences(self, seq_tokens: int) -> int:
+        """Sequences of ``seq_tokens`` tokens one DP rank's KV cache holds (sliding-window
+        layers keep only their window)."""
+        return self.memory.kv_sequences(seq_tokens)
+
+    def _gemm(self, weight_bytes: float, flops: float, kernels: float, peak: float = 0.0) -> float:
         """h200.md takeaway 2: fixed cost + weight stream, or FLOPs at sustained peak.
 
         The two regimes are joined by a p-norm (``roofline_sharpness``; infinity = hard max)
@@ -227,7 +256,7 @@ class WorkerCost:
         53-67% of peak (h200.md takeaway 3); p = 2 gives 71% at the ridge.
         """
         memory = kernels * self._gemm_fixed_s + weight_bytes / self._bw
-        compute = flops / self._peak
+        compute = flops / (peak or self._peak)
         p = self._sharp
         hi, lo = (memory, compute) if memory >= compute else (compute, memory)
         if lo <= 0.0:
@@ -263,7 +292,9 @@ class WorkerCost:
         # GEMM, top-k, token permute and un-permute/sum kernels (vLLM fused_moe:
         # topk_softmax, moe_align_block_size, moe_sum; TRT-LLM/SGLang likewise).
         fixed = c.moe_routing_kernels * self._elem_fixed_s + 2.0 * touched * c.moe_expert_fixed_us * 1e-6
-        t = fixed + self._gemm(touched * self._expert_bytes, local * self._expert_flops_per_tok, 2)
+        t = fixed + self._gemm(
+            touched * self._expert_bytes, local * self._expert_flops_per_tok, 2, self._expert_peak
+        )
         if self._dp > 1 and ep > 1:
             # Dispatch and combine: each token goes to the distinct remote EP ranks of its
             # top-k experts; the busiest rank sets the pace.
@@ -288,16 +319,21 @@ class WorkerCost:
         queries = 2.0 if self._mtp else 1.0
         decode, prefill = decode / pp, prefill / pp
         tokens = queries * decode + prefill
-        attn = self._gemm(self._attn_bytes, tokens * self._attn_flops_per_tok, self._attn_kernels)
+        attn = self._gemm(
+            self._attn_bytes, tokens * self._attn_flops_per_tok, self._attn_kernels, self._attn_gemm_peak
+        )
         if decode > 0:
-            kv = decode * decode_ctx * self._kv_layer_bytes
-            core = queries * decode * decode_ctx * self._attn_core_flops_dec
+            # KV one sequence reads, averaged over the stage's layers: sliding-window layers
+            # read at most their window (and score it, plus the sink logit).
+            kv = decode * self.memory.kv_bytes(decode_ctx) / self._layers
+            core = queries * decode * self._arch.attended(decode_ctx) * self._attn_core_flops_dec
             attn += max(
                 self._attn_fixed_s + kv / self._attn_bw,
                 core / self._attn_core_rate,
             )
         if prefill > 0:
-            attn += prefill * prefill_ctx * self._attn_core_flops_pf / self._attn_pf_rate
+            attended = self._arch.attended(prefill_ctx)
+            attn += prefill * attended * self._attn_core_flops_pf / self._attn_pf_rate
         attn += self._all_reduce(tokens, self._tp, self._tp_link)  # after o_proj
         misc = (
             c.elementwise_kernels_per_layer * self._elem_fixed_s
@@ -306,12 +342,14 @@ class WorkerCost:
         per_layer = attn + misc
         total = self._layers * per_layer
         if self._dense_layers:
-            ffn = self._gemm(self._dense_bytes, tokens * self._dense_flops_per_tok, 2)
+            ffn = self._gemm(self._dense_bytes, tokens * self._dense_flops_per_tok, 2, self._dense_peak)
             total += self._dense_layers * (ffn + self._all_reduce(tokens, self._tp, self._tp_link))
         if self._moe_layers:
             moe = self._moe(tokens)
             if self._shared_bytes:
-                moe += self._gemm(self._shared_bytes, tokens * self._shared_flops_per_tok, 2)
+                moe += self._gemm(
+                    self._shared_bytes, tokens * self._shared_flops_per_tok, 2, self._shared_peak
+                )
             total += self._moe_layers * moe
         # LM head for the tokens that sample: every decode sequence and finishing prompts.
         logits = decode + (1.0 if prefill > 0 else 0.0)

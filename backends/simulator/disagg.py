@@ -36,7 +36,7 @@ def kv_transfer_s(deployment: Deployment, problem: Problem, prefill: WorkerCost,
         bw, lat = gpu.nvlink_gb_s * 1e9, consts.nvlink_latency_us * 1e-6
     else:
         bw, lat = gpu.ib_gb_s * 1e9, consts.ib_latency_us * 1e-6
-    shard = problem.workload.isl * prefill.kv_token_bytes
+    shard = prefill.memory.kv_bytes(problem.workload.isl)  # sliding layers: their window
     return consts.kv_transfer_fixed_us * 1e-6 + lat + shard / (bw * consts.comm_efficiency)
 
 
