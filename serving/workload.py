@@ -17,7 +17,7 @@ them at its own rate).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .dataset import Request
 from .lengths import LengthDist
@@ -115,6 +115,19 @@ class Workload:
         if self.request_rates:
             return self.request_rates
         return (self.trace_rate_rps,)
+
+    @property
+    def load_keys(self) -> tuple[float, ...]:
+        """The ladder as :attr:`serving.LoadPoint.load_key` values: rates or concurrencies."""
+        return self.rates if self.open_loop else tuple(float(c) for c in self.concurrency)
+
+    def with_load_keys(self, keys: tuple[float, ...]) -> Workload:
+        """This workload with its ladder cut to ``keys`` (a subset of :attr:`load_keys`)."""
+        if not self.open_loop:
+            return replace(self, concurrency=tuple(int(k) for k in keys))
+        if self.request_rates:
+            return replace(self, request_rates=tuple(keys))
+        return self  # a trace at its own rate: one level
 
     @property
     def arrival_cv2(self) -> float:
