@@ -113,8 +113,8 @@ def finalize(
         try:
             if while_drawing is not None:
                 while_drawing()
-            write_csv(out_dir / "points.csv", run.points)
-            write_csv(out_dir / "front.csv", pareto_front(run.points))
+            write_csv(out_dir / "points.csv", run.points, sla=sla)
+            write_csv(out_dir / "front.csv", pareto_front(run.points), sla=sla)
             if pick is None:
                 (out_dir / "pick.yaml").unlink(missing_ok=True)
                 shutil.rmtree(out_dir / "deploy", ignore_errors=True)

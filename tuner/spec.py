@@ -338,16 +338,31 @@ def _arrivals(d: dict[str, Any], requests: tuple[Request, ...]) -> tuple[str, tu
 
 
 def _sla(data: Any) -> SLA:
-    d = _section(data, "sla", ("min_tok_s_user", "max_ttft_ms", "max_tpot_ms", "percentile"))
+    d = _section(
+        data,
+        "sla",
+        ("min_tok_s_user", "max_ttft_ms", "max_tpot_ms", "percentile", "max_e2e_ms", "min_goodput"),
+    )
     pct = d.get("percentile", 50)
     if pct not in (50, 90, 99):
         raise ConfigError("sla.percentile", pct, "allowed: 50, 90, 99")
-    ttft, tpot = d.get("max_ttft_ms"), d.get("max_tpot_ms")
+    ttft, tpot, e2e = d.get("max_ttft_ms"), d.get("max_tpot_ms"), d.get("max_e2e_ms")
+    good = d.get("min_goodput")
+    if good is not None:
+        good = _float(good, "sla.min_goodput", strict=True)
+        if good > 1.0:
+            raise ConfigError("sla.min_goodput", good, "must be a share in (0, 1], e.g. 0.99")
+        if ttft is None and tpot is None and e2e is None:
+            raise ConfigError(
+                "sla.min_goodput", good, "needs a latency limit: sla.max_ttft_ms, max_tpot_ms or max_e2e_ms"
+            )
     return SLA(
         min_tok_s_user=_float(d.get("min_tok_s_user", 0.0), "sla.min_tok_s_user"),
         max_ttft_ms=None if ttft is None else _float(ttft, "sla.max_ttft_ms", strict=True),
         max_tpot_ms=None if tpot is None else _float(tpot, "sla.max_tpot_ms", strict=True),
         percentile=int(pct),
+        max_e2e_ms=None if e2e is None else _float(e2e, "sla.max_e2e_ms", strict=True),
+        min_goodput=good,
     )
 
 
