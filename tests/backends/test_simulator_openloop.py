@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -40,7 +41,7 @@ def test_ttft_grows_with_the_rate_and_diverges_past_capacity(dep: Deployment) ->
     stable = [p for p in points if not p.past_capacity]
     beyond = [p for p in points if p.past_capacity]
     assert len(stable) >= 3 and beyond, "the ladder should straddle the capacity"
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         assert b.ttft_ms_p50 >= a.ttft_ms_p50 and b.ttft_ms_p99 >= a.ttft_ms_p99
         assert b.tpot_ms_p50 >= a.tpot_ms_p50  # more prompts mixed into the decode steps
         assert b.utilization > a.utilization

@@ -80,6 +80,10 @@ def test_the_round_trip_through_to_dict_is_the_same_workload() -> None:
         assert _workload(wl.to_dict()) == wl
 
 
+T1 = '{"input_tokens": 5, "output_tokens": 3, "arrival_s": 1}\n'
+T2 = '{"input_tokens": 5, "output_tokens": 3, "arrival_s": 2}'
+
+
 def _write(tmp_path: Path, name: str, text: str) -> str:
     path = tmp_path / name
     path.write_text(text)
@@ -114,12 +118,12 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
         ("a.jsonl", '{"input_tokens": 5, "output_tokens": true}\n', "must be an integer >= 1 (got True)"),
         (
             "a.jsonl",
-            '{"input_tokens": 5, "output_tokens": 3, "arrival_s": 2}\n\n{"input_tokens": 5, "output_tokens": 3, "arrival_s": 1}\n',
+            T2 + "\n\n" + T1,
             "column 'arrival_s': got '{p} line 3'; must not decrease (1 after 2)",
         ),
         (
             "a.jsonl",
-            '{"input_tokens": 5, "output_tokens": 3, "arrival_s": 2}\n{"input_tokens": 5, "output_tokens": 3}\n',
+            T2 + "\n" + '{"input_tokens": 5, "output_tokens": 3}\n',
             "line 2'; must be given on every row or on none",
         ),
         (
@@ -142,7 +146,7 @@ def test_bad_dataset_files_name_the_column_file_and_line(
 
 
 def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="workload.file: got .*must be an existing"):
+    with pytest.raises(ConfigError, match=r"workload\.file: got .*must be an existing"):
         read_dataset(tmp_path / "none.csv")
     bad = tmp_path / "b.csv"
     bad.write_bytes(b"input_tokens,output_tokens\n1,\xff\n")

@@ -345,6 +345,24 @@ CASES = [
         "workload.shared_prefix: got 1; must be in [0, 1)",
     ),
     Case(
+        "min_goodput above 1",
+        lambda c: c.spec({"sla.min_goodput": 1.5, "sla.max_ttft_ms": 100}),
+        2,
+        "sla.min_goodput: got 1.5; must be a share in (0, 1]",
+    ),
+    Case(
+        "min_goodput without a latency limit",
+        lambda c: c.spec({"sla.min_goodput": 0.9}),
+        2,
+        "sla.min_goodput: got 0.9; needs a latency limit",
+    ),
+    Case(
+        "max_e2e_ms 0",
+        lambda c: c.spec({"sla.max_e2e_ms": 0}),
+        2,
+        "sla.max_e2e_ms: got 0; must be a number > 0",
+    ),
+    Case(
         "min_tok_s_user nan",
         lambda c: c.spec({"sla.min_tok_s_user": NAN}),
         2,
