@@ -18,7 +18,6 @@ Ray cluster (``ray start`` on every node, ``--distributed-executor-backend ray``
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -191,11 +190,11 @@ def _node_hosts(given: Sequence[str] | None, n_nodes: int) -> tuple[str, ...]:
 
 
 def _max_model_len(problem: Problem) -> int:
-    """Longest request of the workload (range_ratio stretches both lengths), rounded up to
+    """Longest request of the workload (:attr:`serving.Workload.longest`: the upper bounds of
+    its length distributions, or a dataset's longest row), rounded up to
     :data:`MODEL_LEN_ROUND` and capped at the model's context window."""
     wl = problem.workload
-    stretch = 1.0 + max(0.0, float(wl.range_ratio))
-    needed = math.ceil(wl.isl * stretch) + math.ceil(wl.osl * stretch)
+    needed = wl.longest
     limit = problem.arch.max_position
     if needed > limit:
         raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -13,10 +14,15 @@ PERCENTILES = (50, 90, 99)
 
 @dataclass(frozen=True)
 class LoadPoint:
-    """A deployment at one closed-loop concurrency.
+    """A deployment at one load: a closed-loop concurrency or an open-loop arrival rate.
 
     ``tok_s_user`` = 1000 / median TPOT; ``tok_s_gpu`` = (input + output) tokens/s over all
     GPUs of the deployment (prefill + decode); ``output_tok_s_gpu`` counts output tokens only.
+    ``request_rate_rps`` is the open-loop arrival rate (NaN for a closed loop, where
+    ``concurrency`` is the load; open loop, ``concurrency`` is the mean number of requests in
+    flight). ``utilization`` is the arrival rate over the deployment's capacity (NaN when not
+    known): at 1 or more the queue grows without bound and the latencies only say how long
+    the benchmark ran, so no SLA accepts such a point.
     """
 
     concurrency: int
@@ -38,6 +44,23 @@ class LoadPoint:
     e2e_ms_p90: float = float("nan")
     e2e_ms_p99: float = float("nan")
     num_requests: int = 0
+    request_rate_rps: float = float("nan")
+    utilization: float = float("nan")
+
+    @property
+    def open_loop(self) -> bool:
+        return math.isfinite(self.request_rate_rps)
+
+    @property
+    def load_key(self) -> float:
+        """The load this point was measured at: the arrival rate (open loop) or the
+        concurrency (closed loop); what a ladder is matched on (resume, guided, check)."""
+        return self.request_rate_rps if self.open_loop else float(self.concurrency)
+
+    @property
+    def past_capacity(self) -> bool:
+        """Open-loop arrivals faster than the deployment serves: an unbounded queue."""
+        return self.utilization >= 1.0
 
     @classmethod
     def from_percentiles(

@@ -132,8 +132,13 @@ def _kv_reason(deployment: Deployment, problem: Problem, sequences: Callable[[st
     full-length sequences (``isl`` tokens on a prefill worker), as a ``memory:`` reason."""
     for role, group in deployment.groups().items():
         mem = worker_memory(group, problem)
-        seq_tokens = problem.workload.isl if role == "prefill" else problem.workload.seq_len
         seqs = sequences(role)
+        wl = problem.workload
+        # A batch holds requests of the mean length; one sequence is the longest request.
+        if seqs == 1:
+            seq_tokens = wl.longest_input if role == "prefill" else wl.longest
+        else:
+            seq_tokens = wl.isl if role == "prefill" else wl.seq_len
         need_kv = seqs * mem.kv_bytes(seq_tokens)
         if mem.weights + mem.reserve + need_kv > mem.capacity:
             what = f"one {seq_tokens}-token sequence" if seqs == 1 else f"{seqs} seqs x {seq_tokens} tokens"

@@ -77,7 +77,7 @@ class CheckRequest:
     def problem(self) -> Problem:
         """The study's problem with the workload reduced to the operating point's concurrency."""
         problem = build_problem(self.spec)
-        workload = dataclasses.replace(problem.workload, concurrency=(self.expected.concurrency,))
+        workload = problem.workload.with_load_keys((self.expected.load_key,))
         return dataclasses.replace(problem, workload=workload)
 
 
@@ -297,7 +297,7 @@ def run_check(request: CheckRequest, backend: backends.Backend | None = None) ->
     if reason is None:
         try:
             points = backend.measure(request.deployment, problem)
-            measured = next((p for p in points if p.concurrency == request.expected.concurrency), None)
+            measured = next((p for p in points if p.load_key == request.expected.load_key), None)
             if measured is None:
                 reason = f"backend returned no point at concurrency {request.expected.concurrency}"
         except CandidateFailed as exc:

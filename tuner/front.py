@@ -15,10 +15,14 @@ def pareto_front(points: Sequence[MeasuredPoint]) -> list[MeasuredPoint]:
 
     tok/s/GPU already divides by all GPUs of each deployment (prefill + decode), so
     deployments of different sizes compare fairly. Exact duplicates keep the first seen.
+    Open-loop points past capacity are left out: their queue grows without bound, so they
+    are not operating points (their throughput is the capacity, reached by a stable point
+    just below it).
     """
     # Sweep from the most interactive point down: a point is on the front when its
     # throughput beats every more-interactive point seen so far.
-    ordered = sorted(points, key=lambda m: (-m.point.tok_s_user, -m.point.tok_s_gpu))
+    stable = [m for m in points if not m.point.past_capacity]
+    ordered = sorted(stable, key=lambda m: (-m.point.tok_s_user, -m.point.tok_s_gpu))
     front: list[MeasuredPoint] = []
     best_gpu = float("-inf")
     for m in ordered:

@@ -206,9 +206,9 @@ class GuidedSearch:
         self._sim.constants = self._constants(theta)
         out: list[float] = []
         for dep, points in self.measured.values():
-            predicted = {p.concurrency: p for p in self._sim.measure(dep, self.problem)}
+            predicted = {p.load_key: p for p in self._sim.measure(dep, self.problem)}
             for m in points:
-                p = predicted.get(m.concurrency)
+                p = predicted.get(m.load_key)
                 if p is None:
                     continue
                 out.extend(math.log(max(getattr(p, k), 1e-9) / max(getattr(m, k), 1e-9)) for k in FIT_METRICS)
@@ -239,11 +239,11 @@ class GuidedSearch:
     def _error(self, constants: Constants) -> float:
         errors: list[float] = []
         for dep, points in self.measured.values():
-            predicted = {p.concurrency: p for p in self.predict(dep, constants)}
+            predicted = {p.load_key: p for p in self.predict(dep, constants)}
             errors.extend(
-                abs(predicted[m.concurrency].tok_s_gpu / m.tok_s_gpu - 1.0)
+                abs(predicted[m.load_key].tok_s_gpu / m.tok_s_gpu - 1.0)
                 for m in points
-                if m.concurrency in predicted and m.tok_s_gpu > 0
+                if m.load_key in predicted and m.tok_s_gpu > 0
             )
         return float(np.median(errors)) if errors else 0.0
 

@@ -22,8 +22,10 @@ from serving import Deployment, LoadPoint, Problem
 from serving.roofline import Roofline
 
 from . import __version__
+from .goodput import goodput, goodput_rps
 from .pick import Pick
 from .results import MeasuredPoint
+from .sla import SLA
 from .storage import redact
 
 __all__ = ["deployment_columns", "pick_document", "point_rows", "versions", "write_csv", "write_pick_yaml"]
@@ -86,9 +88,22 @@ def _round(value: Any) -> Any:
 
 
 def write_csv(
-    path: Path, points: Sequence[MeasuredPoint], *, problem: Problem | None = None, draft_tokens: int = 0
+    path: Path,
+    points: Sequence[MeasuredPoint],
+    *,
+    problem: Problem | None = None,
+    draft_tokens: int = 0,
+    sla: SLA | None = None,
 ) -> None:
+    """One row per point; with ``sla``, two more columns: ``goodput`` (share of requests
+    meeting every latency limit, :mod:`tuner.goodput`) and ``goodput_rps`` (that rate)."""
     rows = point_rows(points, problem=problem, draft_tokens=draft_tokens)
+    extra: list[str] = []
+    if sla is not None:
+        extra = ["goodput", "goodput_rps"]
+        for row, m in zip(rows, points, strict=True):
+            row["goodput"] = _round(goodput(m.point, sla))
+            row["goodput_rps"] = _round(goodput_rps(m.point, sla))
     columns = [
         "trial",
         "mode",
@@ -98,6 +113,7 @@ def write_csv(
         *_POINT_FIELDS,
         "sol_frac",
         "sol_role",
+        *extra,
     ]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
@@ -121,7 +137,9 @@ def pick_document(
 ) -> dict[str, Any]:
     """Everything needed to reproduce, deploy or re-check the pick."""
     m = pick.chosen
-    metrics = {k: _round(v) for k, v in m.point.to_dict().items()}
+    # NaN means "not measured" (e.g. request_rate_rps of a closed loop): left out, since the
+    # pick's reader refuses non-finite numbers and the LoadPoint's default restores it.
+    metrics = {k: _round(v) for k, v in m.point.to_dict().items() if not (isinstance(v, float) and v != v)}
     return {
         "kind": "TunerPick",
         "version": 1,

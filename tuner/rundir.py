@@ -114,8 +114,10 @@ def finalize(
             if while_drawing is not None:
                 while_drawing()
             problem, drafts = _roofline_inputs(run.spec)
-            write_csv(out_dir / "points.csv", run.points, problem=problem, draft_tokens=drafts)
-            write_csv(out_dir / "front.csv", pareto_front(run.points), problem=problem, draft_tokens=drafts)
+            write_csv(out_dir / "points.csv", run.points, problem=problem, draft_tokens=drafts, sla=sla)
+            write_csv(
+                out_dir / "front.csv", pareto_front(run.points), problem=problem, draft_tokens=drafts, sla=sla
+            )
             if pick is None:
                 (out_dir / "pick.yaml").unlink(missing_ok=True)
                 shutil.rmtree(out_dir / "deploy", ignore_errors=True)

@@ -1,8 +1,9 @@
 """The study spec: one YAML file parsed and validated once, into frozen dataclasses.
 
 Every error names the field (``workload.isl``), the value received and what is allowed.
-Unknown keys are errors. Parsing does no I/O beyond reading the file; resolving the model
-and GPU (which may read a ``config.json``) happens in :func:`build_problem`.
+Unknown keys are errors. Parsing does no I/O beyond reading the file and a workload's
+dataset file (``workload.file``, whose rows give the mean lengths); resolving the model and
+GPU (which may read a ``config.json``) happens in :func:`build_problem`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from serving import Problem, Workload, load_gpu, load_model
+from serving.dataset import Request, read_dataset
 from serving.hardware_profile import load_profile_gpu
 from serving.inputs import read_yaml
+from serving.lengths import DISTRIBUTIONS, LengthDist
 from serving.precision import PRECISIONS
+from serving.workload import ARRIVALS
 
 from .errors import ConfigError
 from .explore import EXPLORE_AFTER
@@ -43,6 +47,9 @@ DEFAULT_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: Colossus, ~200k GPUs). Far larger counts only break the arithmetic (a billion agg workers
 #: at concurrency 1 leave each rank 1e-9 users, and the simulator's square roots go negative).
 MAX_GPUS = 1_000_000
+#: The longest request length a distribution may reach: above every model's context window
+#: in the catalog (10M tokens, Llama 4 Scout), so that only the model's own limit binds.
+MAX_LENGTH = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -113,13 +120,7 @@ class StudySpec:
             "model": self.model,
             "precision": self.precision,
             "hardware": vars(self.hardware).copy(),
-            "workload": {
-                "isl": self.workload.isl,
-                "osl": self.workload.osl,
-                "concurrency": list(self.workload.concurrency),
-                "dataset": self.workload.dataset,
-                "range_ratio": self.workload.range_ratio,
-            },
+            "workload": self.workload.to_dict(),
             "sla": vars(self.sla).copy(),
             "search_space": {
                 "preset": self.search_space.preset,
@@ -204,8 +205,23 @@ def _hardware(data: Any) -> HardwareSpec:
     return HardwareSpec(gpu=gpu, gpus=gpus, gpus_per_node=per_node, profile=profile)
 
 
+_WORKLOAD_KEYS = (
+    "isl",
+    "osl",
+    "concurrency",
+    "dataset",
+    "range_ratio",
+    "lengths",
+    "file",
+    "arrivals",
+    "request_rates",
+    "burstiness",
+    "shared_prefix",
+)
+
+
 def _workload(data: Any) -> Workload:
-    d = _section(data, "workload", ("isl", "osl", "concurrency", "dataset", "range_ratio"))
+    d = _section(data, "workload", _WORKLOAD_KEYS)
     ladder = d.get("concurrency", list(DEFAULT_LADDER))
     if not isinstance(ladder, list) or not ladder:
         raise ConfigError("workload.concurrency", ladder, "must be a non-empty list of positive integers")
@@ -215,26 +231,138 @@ def _workload(data: Any) -> Workload:
     ratio = _float(d.get("range_ratio", 0.0), "workload.range_ratio")
     if ratio >= 1.0:
         raise ConfigError("workload.range_ratio", ratio, "must be in [0, 1)")
+    file = None if d.get("file") is None else _str(d["file"], "workload.file")
+    lengths = _section(d.get("lengths"), "workload.lengths", ("input", "output"))
+    requests: tuple[Request, ...] = ()
+    if file is not None:
+        for key in ("isl", "osl", "lengths"):
+            if d.get(key) is not None:
+                raise ConfigError(f"workload.{key}", d[key], "give either workload.file or lengths, not both")
+        requests = read_dataset(file)  # the one read of the parse: the mean lengths come from it
+    if ratio and lengths:
+        raise ConfigError(
+            "workload.range_ratio", ratio, "give either workload.range_ratio or workload.lengths"
+        )
+    dists = {side: _length_dist(lengths[side], f"workload.lengths.{side}") for side in lengths}
+    for side, key in (("input", "isl"), ("output", "osl")):
+        if side in dists and d.get(key) is not None:
+            raise ConfigError(
+                f"workload.{key}", d[key], f"give either workload.{key} or workload.lengths.{side}"
+            )
+    if requests:
+        isl = round(sum(r.input_tokens for r in requests) / len(requests))
+        osl = round(sum(r.output_tokens for r in requests) / len(requests))
+    else:
+        isl = _mean_len(dists.get("input")) or _int(_required(d, "isl", "workload"), "workload.isl")
+        osl = _mean_len(dists.get("output")) or _int(_required(d, "osl", "workload"), "workload.osl")
+    arrivals, rates = _arrivals(d, requests)
     return Workload(
-        isl=_int(_required(d, "isl", "workload"), "workload.isl"),
-        osl=_int(_required(d, "osl", "workload"), "workload.osl"),
+        isl=isl,
+        osl=osl,
         concurrency=tuple(levels),
         dataset=_choice(d.get("dataset", "random"), "workload.dataset", ("random",)),
         range_ratio=ratio,
+        input_lengths=dists.get("input"),
+        output_lengths=dists.get("output"),
+        file=file,
+        requests=requests,
+        arrivals=arrivals,
+        request_rates=rates,
+        burstiness=_float(d.get("burstiness", 1.0), "workload.burstiness", strict=True),
+        shared_prefix=_fraction(d.get("shared_prefix", 0.0), "workload.shared_prefix"),
     )
 
 
+def _mean_len(dist: LengthDist | None) -> int:
+    return 0 if dist is None else max(1, round(dist.mean_tokens))
+
+
+def _fraction(value: Any, path: str) -> float:
+    out = _float(value, path)
+    if out >= 1.0:
+        raise ConfigError(path, value, "must be in [0, 1)")
+    return out
+
+
+def _length_dist(data: Any, path: str) -> LengthDist:
+    """One side's ``{distribution, mean, std, min, max}`` (see serving/lengths.py)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, data, "must be a mapping with distribution: " + ", ".join(DISTRIBUTIONS))
+    kind = _choice(data.get("distribution"), f"{path}.distribution", DISTRIBUTIONS)
+    keys = {
+        "fixed": ("distribution", "mean"),
+        "uniform": ("distribution", "min", "max"),
+        "normal": ("distribution", "mean", "std", "min", "max"),
+        "lognormal": ("distribution", "mean", "std", "min", "max"),
+    }[kind]
+    d = _section(data, path, keys)
+    if kind == "fixed":
+        return LengthDist.fixed(_int(_required(d, "mean", path), f"{path}.mean"))
+    if kind == "uniform":
+        low = _int(_required(d, "min", path), f"{path}.min")
+        high = _int(_required(d, "max", path), f"{path}.max", minimum=low)
+        return LengthDist("uniform", (low + high) / 2.0, 0.0, low, high)
+    mean = _float(_required(d, "mean", path), f"{path}.mean", minimum=1.0)
+    std = _float(_required(d, "std", path), f"{path}.std")
+    low = _int(d.get("min", 1), f"{path}.min")
+    high = _int(d.get("max", max(low, math.ceil(mean + 4.0 * std))), f"{path}.max", minimum=low)
+    if high > MAX_LENGTH:
+        raise ConfigError(f"{path}.max", high, f"must be at most {MAX_LENGTH:,} tokens")
+    return LengthDist(kind, mean, std, low, high)
+
+
+def _arrivals(d: dict[str, Any], requests: tuple[Request, ...]) -> tuple[str, tuple[float, ...]]:
+    """(arrival process, request-rate ladder) of the workload section."""
+    given = d.get("request_rates")
+    rates: tuple[float, ...] = ()
+    if given is not None:
+        if not isinstance(given, list) or not given:
+            raise ConfigError("workload.request_rates", given, "must be a non-empty list of req/s > 0")
+        rates = tuple(_float(r, "workload.request_rates", strict=True) for r in given)
+        if list(rates) != sorted(set(rates)):
+            raise ConfigError("workload.request_rates", given, "must be strictly increasing")
+    arrivals = _choice(d.get("arrivals", "poisson" if rates else "closed"), "workload.arrivals", ARRIVALS)
+    if arrivals == "poisson" and not rates:
+        raise ConfigError("workload.request_rates", None, "required with workload.arrivals: poisson")
+    if arrivals == "closed" and rates:
+        raise ConfigError(
+            "workload.arrivals", "closed", "must be poisson or trace with workload.request_rates"
+        )
+    if arrivals == "trace":
+        if not requests or requests[0].arrival_s is None:
+            raise ConfigError("workload.arrivals", "trace", "needs a workload.file with an arrival_s column")
+        span = (requests[-1].arrival_s or 0.0) - requests[0].arrival_s
+        if len(requests) < 2 or span <= 0:
+            raise ConfigError("workload.file", "trace", "needs at least two distinct arrival_s times")
+    return arrivals, rates
+
+
 def _sla(data: Any) -> SLA:
-    d = _section(data, "sla", ("min_tok_s_user", "max_ttft_ms", "max_tpot_ms", "percentile"))
+    d = _section(
+        data,
+        "sla",
+        ("min_tok_s_user", "max_ttft_ms", "max_tpot_ms", "percentile", "max_e2e_ms", "min_goodput"),
+    )
     pct = d.get("percentile", 50)
     if pct not in (50, 90, 99):
         raise ConfigError("sla.percentile", pct, "allowed: 50, 90, 99")
-    ttft, tpot = d.get("max_ttft_ms"), d.get("max_tpot_ms")
+    ttft, tpot, e2e = d.get("max_ttft_ms"), d.get("max_tpot_ms"), d.get("max_e2e_ms")
+    good = d.get("min_goodput")
+    if good is not None:
+        good = _float(good, "sla.min_goodput", strict=True)
+        if good > 1.0:
+            raise ConfigError("sla.min_goodput", good, "must be a share in (0, 1], e.g. 0.99")
+        if ttft is None and tpot is None and e2e is None:
+            raise ConfigError(
+                "sla.min_goodput", good, "needs a latency limit: sla.max_ttft_ms, max_tpot_ms or max_e2e_ms"
+            )
     return SLA(
         min_tok_s_user=_float(d.get("min_tok_s_user", 0.0), "sla.min_tok_s_user"),
         max_ttft_ms=None if ttft is None else _float(ttft, "sla.max_ttft_ms", strict=True),
         max_tpot_ms=None if tpot is None else _float(tpot, "sla.max_tpot_ms", strict=True),
         percentile=int(pct),
+        max_e2e_ms=None if e2e is None else _float(e2e, "sla.max_e2e_ms", strict=True),
+        min_goodput=good,
     )
 
 

@@ -459,13 +459,13 @@ def _busy(run: _Run, trial: optuna.Trial, dep: Deployment, holder: int) -> Trial
 def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> TrialOutcome:
     # A retry of a dead worker's trial inherits the points it stored: measure only the rest.
     points = [LoadPoint.from_dict(p) for p in trial.user_attrs.get(POINTS_ATTR, [])]
-    ladder = run.problem.workload.concurrency
-    rest = tuple(c for c in ladder if c not in {p.concurrency for p in points})
+    ladder = run.problem.workload.load_keys  # concurrencies, or arrival rates (open loop)
+    rest = tuple(c for c in ladder if c not in {p.load_key for p in points})
     problem = run.problem
     if points:
         run.io(lambda: trial.set_user_attr("resumed_points", len(points)))
         problem = dataclasses.replace(
-            problem, workload=dataclasses.replace(problem.workload, concurrency=rest)
+            problem, workload=problem.workload.with_load_keys(rest)
         )
 
     instant = run.backend.capabilities.instant
@@ -498,7 +498,7 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
             run.active.pop(trial.number, None)
     if not points:
         return _fail(run, trial, dep, "backend returned no load points", points)
-    points.sort(key=lambda p: ladder.index(p.concurrency) if p.concurrency in ladder else len(ladder))
+    points.sort(key=lambda p: ladder.index(p.load_key) if p.load_key in ladder else len(ladder))
     if instant:
         run.io(lambda: trial.set_user_attr(POINTS_ATTR, [p.to_dict() for p in points]))
     values, violation = objective_values(points, run.sla, run.objective)

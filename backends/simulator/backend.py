@@ -10,6 +10,7 @@ of candidates.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from serving import CandidateFailed, ConfigError, Deployment, LoadPoint, Problem
@@ -21,13 +22,14 @@ from .agg import agg_point
 from .constants import ENGINES, Constants, load_constants
 from .costs import WorkerCost
 from .disagg import disagg_point, kv_transfer_s
+from .openloop import agg_open_point, disagg_open_point, spread_lengths
 
 __all__ = ["OPTIONS", "VERSION", "SimulatorBackend"]
 
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever predictions change for the same inputs and constants.
-VERSION = "2"
+VERSION = "3"
 #: Options ``SimulatorBackend`` accepts (the spec's ``backend.options``).
 OPTIONS = ("constants", "engine", "spec_decode")
 #: Speculative decoding the simulator models: none, or one multi-token-prediction draft.
@@ -79,7 +81,8 @@ class SimulatorBackend:
         *,
         on_point: PointCallback | None = None,
     ) -> list[LoadPoint]:
-        """One predicted LoadPoint per concurrency of the ladder, in order."""
+        """One predicted LoadPoint per level of the ladder (concurrency, or arrival rate for
+        an open loop: :mod:`.openloop`), in order."""
         reason = self.check(deployment, problem)
         if reason is not None:
             raise CandidateFailed(reason)
@@ -88,22 +91,29 @@ class SimulatorBackend:
         if deployment.mode == "agg":
             assert deployment.agg is not None
             cost = WorkerCost(deployment.agg, problem, consts, engine=self.engine, mtp=self._mtp)
-            gpus = deployment.gpus()
-            for conc in workload.concurrency:
-                point = agg_point(cost, deployment.agg, workload, concurrency=conc, gpus=gpus)
-                points.append(point)
-                if on_point is not None:
-                    on_point(point)
+            agg, gpus = deployment.agg, deployment.gpus()
+
+            def predict(level: float) -> LoadPoint:
+                if workload.open_loop:
+                    return agg_open_point(cost, agg, workload, rate_rps=level, gpus=gpus)
+                return agg_point(cost, agg, workload, concurrency=int(level), gpus=gpus)
+
         else:
             assert deployment.prefill is not None and deployment.decode is not None
             pcost = WorkerCost(deployment.prefill, problem, consts, engine=self.engine)
             dcost = WorkerCost(deployment.decode, problem, consts, engine=self.engine, mtp=self._mtp)
             xfer = kv_transfer_s(deployment, problem, pcost, consts)
-            for conc in workload.concurrency:
-                point = disagg_point(pcost, dcost, deployment, workload, concurrency=conc, xfer_s=xfer)
-                points.append(point)
-                if on_point is not None:
-                    on_point(point)
+
+            def predict(level: float) -> LoadPoint:
+                if workload.open_loop:
+                    return disagg_open_point(pcost, dcost, deployment, workload, rate_rps=level, xfer_s=xfer)
+                return disagg_point(pcost, dcost, deployment, workload, concurrency=int(level), xfer_s=xfer)
+
+        for level in workload.load_keys:
+            point = spread_lengths(predict(level), workload)
+            points.append(point)
+            if on_point is not None:
+                on_point(point)
         logger.debug("simulated %s: %d points", deployment.label(), len(points))
         return points
 
@@ -139,6 +149,8 @@ class SimulatorBackend:
             return f"unsupported: isl and osl must be >= 1 (got {workload.isl}, {workload.osl})"
         if not workload.concurrency or min(workload.concurrency) < 1:
             return f"unsupported: concurrency levels must be >= 1 (got {workload.concurrency})"
+        if workload.open_loop and not all(r > 0 and math.isfinite(r) for r in workload.rates):
+            return f"unsupported: request rates must be finite and > 0 (got {workload.rates})"
         if arch.is_moe and not (0 < arch.active_experts <= arch.experts):
             return f"unsupported: MoE model {arch.name} has active_experts={arch.active_experts}"
         for role, group in deployment.groups().items():

@@ -253,6 +253,116 @@ CASES = [
         "workload.dataset: got 'sharegpt'",
     ),
     Case(
+        "lengths distribution unknown",
+        lambda c: c.spec({"workload.isl": DELETE, "workload.lengths": {"input": {"distribution": "zipf"}}}),
+        2,
+        "workload.lengths.input.distribution: got 'zipf'; allowed: fixed, uniform, normal, lognormal",
+    ),
+    Case(
+        "lengths normal without std",
+        lambda c: c.spec(
+            {"workload.isl": DELETE, "workload.lengths": {"input": {"distribution": "normal", "mean": 9}}}
+        ),
+        2,
+        "workload.lengths.input.std: got None; required",
+    ),
+    Case(
+        "lengths uniform max below min",
+        lambda c: c.spec(
+            {
+                "workload.osl": DELETE,
+                "workload.lengths": {"output": {"distribution": "uniform", "min": 9, "max": 3}},
+            }
+        ),
+        2,
+        "workload.lengths.output.max: got 3; must be an integer >= 9",
+    ),
+    Case(
+        "lengths unknown key",
+        lambda c: c.spec(
+            {
+                "workload.isl": DELETE,
+                "workload.lengths": {"input": {"distribution": "fixed", "mean": 9, "std": 1}},
+            }
+        ),
+        2,
+        "workload.lengths.input.std: got 1; unknown key; allowed: distribution, mean",
+    ),
+    Case(
+        "lengths and isl both",
+        lambda c: c.spec({"workload.lengths": {"input": {"distribution": "fixed", "mean": 9}}}),
+        2,
+        "workload.isl: got 1000; give either workload.isl or workload.lengths.input",
+    ),
+    Case(
+        "dataset file missing",
+        lambda c: c.spec(
+            {"workload.isl": DELETE, "workload.osl": DELETE, "workload.file": "/nonexistent/w.csv"}
+        ),
+        2,
+        "workload.file: got '/nonexistent/w.csv'; must be an existing .csv or .jsonl file",
+    ),
+    Case(
+        "dataset file bad cell",
+        lambda c: c.spec(
+            {
+                "workload.isl": DELETE,
+                "workload.osl": DELETE,
+                "workload.file": str(c.raw("input_tokens,output_tokens\n5,5\n5,-1\n", "w.csv")),
+            }
+        ),
+        2,
+        "w.csv line 3'; must be an integer >= 1 (got '-1')",
+    ),
+    Case(
+        "request_rates decreasing",
+        lambda c: c.spec({"workload.request_rates": [4, 2]}),
+        2,
+        "workload.request_rates: got [4, 2]; must be strictly increasing",
+    ),
+    Case(
+        "request_rates zero",
+        lambda c: c.spec({"workload.request_rates": [0]}),
+        2,
+        "workload.request_rates: got 0; must be a number > 0",
+    ),
+    Case(
+        "poisson without rates",
+        lambda c: c.spec({"workload.arrivals": "poisson"}),
+        2,
+        "workload.request_rates: got None; required with workload.arrivals: poisson",
+    ),
+    Case(
+        "trace without timestamps",
+        lambda c: c.spec({"workload.arrivals": "trace"}),
+        2,
+        "workload.arrivals: got 'trace'; needs a workload.file with an arrival_s column",
+    ),
+    Case(
+        "shared_prefix 1",
+        lambda c: c.spec({"workload.shared_prefix": 1}),
+        2,
+        "workload.shared_prefix: got 1; must be in [0, 1)",
+    ),
+    Case(
+        "min_goodput above 1",
+        lambda c: c.spec({"sla.min_goodput": 1.5, "sla.max_ttft_ms": 100}),
+        2,
+        "sla.min_goodput: got 1.5; must be a share in (0, 1]",
+    ),
+    Case(
+        "min_goodput without a latency limit",
+        lambda c: c.spec({"sla.min_goodput": 0.9}),
+        2,
+        "sla.min_goodput: got 0.9; needs a latency limit",
+    ),
+    Case(
+        "max_e2e_ms 0",
+        lambda c: c.spec({"sla.max_e2e_ms": 0}),
+        2,
+        "sla.max_e2e_ms: got 0; must be a number > 0",
+    ),
+    Case(
         "min_tok_s_user nan",
         lambda c: c.spec({"sla.min_tok_s_user": NAN}),
         2,

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--max-ttft-ms", type=non_negative_float, metavar="MS")
     p.add_argument("--max-tpot-ms", type=non_negative_float, metavar="MS")
     p.add_argument("--percentile", type=int, choices=(50, 90, 99))
+    p.add_argument("--max-e2e-ms", type=non_negative_float, metavar="MS")
+    p.add_argument("--min-goodput", type=share, metavar="SHARE", help="e.g. 0.99")
     p.add_argument("--out", help="where to write pick.yaml and deploy/ (default: RUN)")
     p.add_argument("--json", action="store_true", help="the pick as JSON on stdout")
     add_export_args(p)
@@ -50,7 +52,17 @@ def _sla(base: SLA, args: argparse.Namespace) -> SLA:
         max_ttft_ms=given("max_ttft_ms", base.max_ttft_ms),  # type: ignore[arg-type]
         max_tpot_ms=given("max_tpot_ms", base.max_tpot_ms),  # type: ignore[arg-type]
         percentile=int(given("percentile", base.percentile)),  # type: ignore[call-overload]
+        max_e2e_ms=given("max_e2e_ms", base.max_e2e_ms),  # type: ignore[arg-type]
+        min_goodput=given("min_goodput", base.min_goodput),  # type: ignore[arg-type]
     )
+
+
+def share(text: str) -> float:
+    """A share in (0, 1] (``--min-goodput``)."""
+    value = non_negative_float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], e.g. 0.99 (got {text})")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
