@@ -21,6 +21,7 @@ import yaml
 from serving import Deployment, LoadPoint
 
 from . import __version__
+from .cost import usd_per_mtok
 from .pick import Pick
 from .results import MeasuredPoint
 from .storage import redact
@@ -57,12 +58,18 @@ def deployment_columns(dep: Deployment) -> dict[str, Any]:
 _POINT_FIELDS = [f.name for f in fields(LoadPoint) if f.name != "gpus"]
 
 
-def point_rows(points: Sequence[MeasuredPoint]) -> list[dict[str, Any]]:
+def point_rows(
+    points: Sequence[MeasuredPoint], usd_per_gpu_hour: float | None = None
+) -> list[dict[str, Any]]:
+    """CSV rows; ``usd_per_mtok_output`` ($ per million output tokens, tuner/cost.py) is
+    blank without a price."""
     rows = []
     for m in points:
         metrics = m.point.to_dict()
         row = {"trial": m.trial, **deployment_columns(m.deployment)}
         row.update({k: _round(metrics[k]) for k in _POINT_FIELDS})
+        cost = usd_per_mtok(m.point, usd_per_gpu_hour)
+        row["usd_per_mtok_output"] = "" if cost is None else _round(cost)
         rows.append(row)
     return rows
 
@@ -71,8 +78,8 @@ def _round(value: Any) -> Any:
     return round(value, 4) if isinstance(value, float) else value
 
 
-def write_csv(path: Path, points: Sequence[MeasuredPoint]) -> None:
-    rows = point_rows(points)
+def write_csv(path: Path, points: Sequence[MeasuredPoint], usd_per_gpu_hour: float | None = None) -> None:
+    rows = point_rows(points, usd_per_gpu_hour)
     columns = [
         "trial",
         "mode",
@@ -80,6 +87,7 @@ def write_csv(path: Path, points: Sequence[MeasuredPoint]) -> None:
         "gpus",
         *(prefix + k for prefix in _ROLE_PREFIX.values() for k in _GROUP_KEYS),
         *_POINT_FIELDS,
+        "usd_per_mtok_output",
     ]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
