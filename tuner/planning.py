@@ -30,7 +30,12 @@ def run_price(spec: StudySpec) -> float | None:
 
 
 def plans_for(
-    points: Sequence[MeasuredPoint], spec: StudySpec, sla: SLA, plan: PlanSpec, usd_per_gpu_hour: float | None
+    points: Sequence[MeasuredPoint],
+    spec: StudySpec,
+    sla: SLA,
+    plan: PlanSpec,
+    *,
+    usd_per_gpu_hour: float | None,
 ) -> list[ReplicaPlan]:
     """The pick and the front's deployments of a run, sized for ``plan.rate_rps``."""
     return plan_capacity(

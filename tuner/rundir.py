@@ -136,7 +136,7 @@ def finalize(
             if plan is None:
                 remove_plan(out_dir)
             else:
-                plans = plans_for(run.points, run.spec, sla, plan, price)
+                plans = plans_for(run.points, run.spec, sla, plan, usd_per_gpu_hour=price)
                 write_plan(run, plans, out_dir, export=plan.export, options=export_options)
         finally:
             wait_chart()

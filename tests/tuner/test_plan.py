@@ -398,3 +398,19 @@ def test_plan_block_round_trips_through_the_stored_spec() -> None:
     spec = parse_spec(data)
     assert spec.plan is not None and spec.plan.headroom == 0.2 and not spec.plan.export
     assert parse_spec(spec.to_dict()) == spec
+
+
+def test_a_plan_without_a_price_shows_gpus_and_no_cost() -> None:
+    from rich.console import Console
+
+    from tuner.planning import plan_rows, plan_table
+
+    m = MeasuredPoint(0, _agg(2), _point(tok_s_user=50, output_tok_s_gpu=100, requests_s=2.0, gpus=2))
+    plan = plan_deployment(m, role="pick", rate_rps=5.0, headroom=0.0, gpus_per_node=8, usd_per_gpu_hour=None)
+    row = plan_rows([plan])[0]
+    assert (row["replicas"], row["gpus"], row["nodes"]) == (3, 6, 1)
+    assert row["usd_per_hour"] == row["usd_per_mtok_output"] == row["usd_per_mtok_output_at_rate"] == ""
+    console = Console(width=100, record=True)
+    console.print(plan_table([plan]))
+    text = console.export_text()
+    assert "no price" in text and "TP2" in text

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     data = load_from_args(args)
     plan = _plan(args, data.spec.plan)
     price = args.usd_per_gpu_hour if args.usd_per_gpu_hour is not None else run_price(data.spec)
-    plans = plans_for(data.points, data.spec, data.spec.sla, plan, price)
+    plans = plans_for(data.points, data.spec, data.spec.sla, plan, usd_per_gpu_hour=price)
     target = Path(args.out or args.run or data.spec.output_dir)
     options: ExportOptions = export_options(args)
     try:
