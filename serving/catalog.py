@@ -20,7 +20,15 @@ from .errors import ConfigError
 from .hardware import GPU
 from .inputs import read_text
 
-__all__ = ["arch_from_hf_config", "gpu_names", "load_gpu", "load_model", "model_names", "unquantized_modules"]
+__all__ = [
+    "arch_from_hf_config",
+    "gpu_names",
+    "gpu_price_usd_per_hour",
+    "load_gpu",
+    "load_model",
+    "model_names",
+    "unquantized_modules",
+]
 
 
 @cache
@@ -109,6 +117,16 @@ def load_gpu(name: str) -> GPU:
         raise ConfigError("gpu", name, f"allowed: {', '.join(gpu_names())}")
     entry = {k: v for k, v in _table("gpus.yaml")[key].items() if k not in ("aliases", "name")}
     return GPU(name=key, **entry)
+
+
+def gpu_price_usd_per_hour(name: str) -> float | None:
+    """The default rental price of one catalog GPU for one hour (``data/gpu_prices.yaml``,
+    with its sources), looked up like :func:`load_gpu`; None for a GPU the catalog does not
+    hold (e.g. a measured profile's GPU of another name). Prices are not hardware facts, so
+    they live in their own table, away from the datasheet figures."""
+    key = _index("gpus.yaml", "name").get(name.lower())
+    entry = _table("gpu_prices.yaml").get(key) if key is not None else None
+    return None if entry is None else float(entry["usd_per_gpu_hour"])
 
 
 # Hugging Face config keys for each ModelArch field, first match wins.

@@ -42,6 +42,7 @@ __all__ = [
     "RouterLaunch",
     "WorkerLaunch",
     "flag",
+    "node_count",
     "placement_reason",
     "plan_launch",
     "replace_flag_value",
@@ -177,6 +178,33 @@ def _place(deployment: Deployment, gpn: int) -> list[tuple[str, int, int, tuple[
                 out.append((role, index, node, tuple(tuple(range(gpn)) for _ in range(span))))
                 node += span
     return out
+
+
+def node_count(deployment: Deployment, gpus_per_node: int) -> int:
+    """Nodes the deployment occupies when packed as :func:`plan_launch` packs it (the
+    closed form of ``_place``, so a plan of thousands of replicas costs no loop over them)."""
+    gpn = gpus_per_node
+    node, used = 0, 0
+    for role, group in deployment.groups().items():
+        size = group.parallel.gpus
+        reason = placement_reason(group, gpn)
+        if reason is not None:
+            raise ConfigError(f"{role}.parallel", group.parallel.label(), reason)
+        if size > gpn:  # each worker starts a fresh node and fills size / gpn of them
+            node, used = node + (1 if used else 0) + group.count * (size // gpn), 0
+            continue
+        per_node = gpn // size
+        left = group.count
+        first = min(left, (gpn - used) // size)  # workers that still fit the current node
+        used, left = used + first * size, left - first
+        if left:
+            full, rest = divmod(left, per_node)
+            node, used = node + full, used
+            if rest:
+                node, used = node + 1, rest * size
+            else:
+                used = per_node * size
+    return node + (1 if used else 0)
 
 
 def _node_hosts(given: Sequence[str] | None, n_nodes: int) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from serving import Deployment, LoadPoint, Problem
 from serving.roofline import Roofline
 
 from . import __version__
+from .cost import usd_per_mtok
 from .goodput import goodput, goodput_rps
 from .pick import Pick
 from .results import MeasuredPoint
@@ -61,9 +62,14 @@ _POINT_FIELDS = [f.name for f in fields(LoadPoint) if f.name != "gpus"]
 
 
 def point_rows(
-    points: Sequence[MeasuredPoint], *, problem: Problem | None = None, draft_tokens: int = 0
+    points: Sequence[MeasuredPoint],
+    usd_per_gpu_hour: float | None = None,
+    *,
+    problem: Problem | None = None,
+    draft_tokens: int = 0,
 ) -> list[dict[str, Any]]:
-    """One row per point; with ``problem``, ``sol_frac`` = the point's share of its
+    """One row per point; ``usd_per_mtok_output`` ($ per million output tokens, tuner/cost.py)
+    is blank without a price; with ``problem``, ``sol_frac`` = the point's share of its
     speed-of-light bound (:mod:`serving.roofline`; ``draft_tokens`` per step with
     speculative decoding) and ``sol_role``, the role that sets it."""
     rows = []
@@ -79,6 +85,8 @@ def point_rows(
                 roof = roofs[m.deployment] = Roofline(m.deployment, problem, draft_tokens=draft_tokens)
             sol = roof.share(m.point)
             row.update(sol_frac=_round(sol.frac), sol_role=sol.role)
+        cost = usd_per_mtok(m.point, usd_per_gpu_hour)
+        row["usd_per_mtok_output"] = "" if cost is None else _round(cost)
         rows.append(row)
     return rows
 
@@ -90,6 +98,7 @@ def _round(value: Any) -> Any:
 def write_csv(
     path: Path,
     points: Sequence[MeasuredPoint],
+    usd_per_gpu_hour: float | None = None,
     *,
     problem: Problem | None = None,
     draft_tokens: int = 0,
@@ -97,7 +106,7 @@ def write_csv(
 ) -> None:
     """One row per point; with ``sla``, two more columns: ``goodput`` (share of requests
     meeting every latency limit, :mod:`tuner.goodput`) and ``goodput_rps`` (that rate)."""
-    rows = point_rows(points, problem=problem, draft_tokens=draft_tokens)
+    rows = point_rows(points, usd_per_gpu_hour, problem=problem, draft_tokens=draft_tokens)
     extra: list[str] = []
     if sla is not None:
         extra = ["goodput", "goodput_rps"]
@@ -111,6 +120,7 @@ def write_csv(
         "gpus",
         *(prefix + k for prefix in _ROLE_PREFIX.values() for k in _GROUP_KEYS),
         *_POINT_FIELDS,
+        "usd_per_mtok_output",
         "sol_frac",
         "sol_role",
         *extra,

@@ -1,5 +1,6 @@
 """The run directory: read a run back from its storage, and write its files
-(``points.csv``, ``front.csv``, ``pareto.png``, ``pick.yaml``, ``deploy/``)."""
+(``points.csv``, ``front.csv``, ``pareto.png``, ``cost.png``, ``pick.yaml``, ``deploy/``,
+and with a plan ``plan.csv`` and ``deploy-plan/``)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ import backends
 from backends.base import ExportsPlan
 from serving import Deployment, Problem
 
+from .capacity import ReplicaPlan
 from .errors import ConfigError, NoFeasiblePick, OutputError, TunerError
-from .front import pareto_front
+from .objectives import get_objective
 from .outputs import pick_document, write_csv, write_pick_yaml
 from .pick import Pick, pick_best
+from .planning import plans_for, run_price, write_plan_csv
 from .plot import chart_title, plot_front
+from .plot_cost import plot_cost
 from .results import MeasuredPoint
 from .sla import SLA
 from .spec import StudySpec, build_problem, parse_spec
@@ -37,7 +41,7 @@ from .study import load_measured
 if TYPE_CHECKING:
     from .export import ExportContext
 
-__all__ = ["ExportOptions", "RunData", "export_context", "finalize", "load_run"]
+__all__ = ["ExportOptions", "RunData", "export_context", "finalize", "load_run", "write_plan"]
 
 
 @dataclass
@@ -93,9 +97,11 @@ def finalize(
     while_drawing: Callable[[], None] | None = None,
     export_options: ExportOptions | None = None,
 ) -> tuple[Pick | None, str | None]:
-    """Write points.csv, front.csv, pareto.png and, when the SLA can be met, pick.yaml and
-    deploy/ (replaced whole; both removed when nothing meets the SLA, so no file of an
-    earlier pick is left to launch). Returns the pick, or None with the reason it could not
+    """Write points.csv, front.csv (the front of the study's objective), pareto.png,
+    cost.png (when the GPU has a price) and, when the SLA can be met, pick.yaml and deploy/
+    (replaced whole; both removed when nothing meets the SLA, so no file of an earlier pick
+    is left to launch), and the spec's plan (plan.csv, deploy-plan/; removed likewise when
+    the spec has no plan or nothing meets the SLA). Returns the pick, or None with the reason it could not
     be made. ``backend_info`` (the backend's ``describe()``) defaults to what the run stored
     when it was tuned, so a re-pick keeps the backend block of ``pick.yaml``.
 
@@ -107,23 +113,34 @@ def finalize(
         reason = None
     except NoFeasiblePick as exc:
         pick, reason = None, str(exc)
+    price = run_price(run.spec)
     with _writing(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
-        wait_chart = _draw_chart(out_dir / "pareto.png", run.points, sla, pick, chart_title(run.spec))
+        wait_chart = _draw_chart(
+            out_dir / "pareto.png", run.points, sla, pick, chart_title(run.spec), usd_per_gpu_hour=price
+        )
         try:
             if while_drawing is not None:
                 while_drawing()
             problem, drafts = _roofline_inputs(run.spec)
-            write_csv(out_dir / "points.csv", run.points, problem=problem, draft_tokens=drafts, sla=sla)
+            front = get_objective(run.spec.study.objective).front(run.points)
             write_csv(
-                out_dir / "front.csv", pareto_front(run.points), problem=problem, draft_tokens=drafts, sla=sla
+                out_dir / "points.csv", run.points, price, problem=problem, draft_tokens=drafts, sla=sla
             )
+            write_csv(out_dir / "front.csv", front, price, problem=problem, draft_tokens=drafts, sla=sla)
             if pick is None:
                 (out_dir / "pick.yaml").unlink(missing_ok=True)
                 shutil.rmtree(out_dir / "deploy", ignore_errors=True)
+                remove_plan(out_dir)
                 return None, reason
             stored = run.study.user_attrs.get(BACKEND_ATTR)
             _write_pick(run, pick, out_dir, backend_info or stored, export_options or ExportOptions())
+            plan = run.spec.plan
+            if plan is None:
+                remove_plan(out_dir)
+            else:
+                plans = plans_for(run.points, run.spec, sla, plan, usd_per_gpu_hour=price)
+                write_plan(run, plans, out_dir, export=plan.export, options=export_options)
         finally:
             wait_chart()
     return pick, None
@@ -156,14 +173,20 @@ def _writing(out_dir: Path) -> Iterator[None]:
 
 
 def _draw_chart(
-    path: Path, points: Sequence[MeasuredPoint], sla: SLA, pick: Pick | None, title: str
+    path: Path,
+    points: Sequence[MeasuredPoint],
+    sla: SLA,
+    pick: Pick | None,
+    title: str,
+    *,
+    usd_per_gpu_hour: float | None = None,
 ) -> Callable[[], None]:
-    """Draw pareto.png in a forked child and return the function that waits for it; draws
-    inline where fork is unavailable or unsafe (other threads alive: a forked child could
-    inherit a lock one of them holds)."""
-    kwargs = {"sla": sla, "pick": pick, "title": title}
+    """Draw pareto.png (and cost.png beside it, given a price) in a forked child and return
+    the function that waits for it; draws inline where fork is unavailable or unsafe (other
+    threads alive: a forked child could inherit a lock one of them holds)."""
+    kwargs = {"sla": sla, "pick": pick, "title": title, "usd_per_gpu_hour": usd_per_gpu_hour}
     if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
-        plot_front(path, points, **kwargs)  # type: ignore[arg-type]
+        _plot_both(path, points, **kwargs)  # type: ignore[arg-type]
         return lambda: None
     child = multiprocessing.get_context("fork").Process(
         target=_plot_child, args=(path, points), kwargs=kwargs
@@ -186,9 +209,22 @@ def _draw_chart(
 _OS_ERROR_EXIT = 100
 
 
+def _plot_both(
+    path: Path, points: Sequence[MeasuredPoint], *, usd_per_gpu_hour: float | None, **kwargs: Any
+) -> None:
+    """pareto.png at ``path``; cost.png beside it when there is a price, else none (an old
+    one removed: it priced another GPU)."""
+    plot_front(path, points, **kwargs)
+    cost = path.with_name("cost.png")
+    if usd_per_gpu_hour is None:
+        cost.unlink(missing_ok=True)
+    else:
+        plot_cost(cost, points, usd_per_gpu_hour=usd_per_gpu_hour, **kwargs)
+
+
 def _plot_child(path: Path, points: Sequence[MeasuredPoint], **kwargs: Any) -> None:
     try:
-        plot_front(path, points, **kwargs)
+        _plot_both(path, points, **kwargs)
     except OSError as exc:
         if exc.errno is None or not 0 < exc.errno < 256 - _OS_ERROR_EXIT:
             raise
@@ -220,6 +256,45 @@ def _export(pick: Pick, spec: StudySpec, out: Path, options: ExportOptions) -> N
     deployment, problem = pick.chosen.deployment, build_problem(spec)
     context = export_context(spec, deployment, problem, options)
     write_exports(deployment, problem, out, context=context, replace_all=True)
+
+
+#: The plan's files in a run directory: the table and the planned replicas' artifacts.
+PLAN_CSV, PLAN_DEPLOY = "plan.csv", "deploy-plan"
+
+
+def write_plan(
+    run: RunData,
+    plans: Sequence[ReplicaPlan],
+    out_dir: Path,
+    *,
+    export: bool,
+    options: ExportOptions | None = None,
+) -> Path | None:
+    """Write plan.csv and, with ``export``, the pick's planned replicas as deployment
+    artifacts in deploy-plan/ (replaced whole; removed without ``export``, so no export of
+    another rate is left beside the plan). Returns deploy-plan/ when written."""
+    write_plan_csv(out_dir / PLAN_CSV, plans)
+    target = out_dir / PLAN_DEPLOY
+    scaled = plans[0].deployment
+    if not export:
+        shutil.rmtree(target, ignore_errors=True)
+        return None
+    if scaled is None:
+        raise ConfigError(
+            "plan.export", True, f"the pick's plan needs {plans[0].gpus:,} GPUs: too many to lay out"
+        )
+    from .export import write_exports
+
+    problem = build_problem(run.spec)
+    context = export_context(run.spec, scaled, problem, options)
+    write_exports(scaled, problem, target, context=context, replace_all=True)
+    return target
+
+
+def remove_plan(out_dir: Path) -> None:
+    """Remove a plan written for an earlier pick."""
+    (out_dir / PLAN_CSV).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / PLAN_DEPLOY, ignore_errors=True)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from serving.workload import ARRIVALS
 
 from .errors import ConfigError
 from .explore import EXPLORE_AFTER
+from .objectives import OBJECTIVES as _OBJECTIVES
 from .sla import SLA
 
 __all__ = [
@@ -31,17 +32,21 @@ __all__ = [
     "SAMPLERS",
     "BackendSpec",
     "HardwareSpec",
+    "PlanSpec",
     "SearchSpaceSpec",
     "StudyOptions",
     "StudySpec",
     "build_problem",
     "load_spec",
     "parse_spec",
+    "plan_headroom",
+    "plan_rate",
+    "price_per_gpu_hour",
     "read_yaml",
 ]
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
-OBJECTIVES = ("sla", "front")
+OBJECTIVES = tuple(_OBJECTIVES)
 DEFAULT_LADDER = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: The largest fleet a spec may describe: above the biggest clusters announced (xAI's
 #: Colossus, ~200k GPUs). Far larger counts only break the arithmetic (a billion agg workers
@@ -62,6 +67,31 @@ class HardwareSpec:
     gpus: int
     gpus_per_node: int
     profile: str | None = None
+    #: The rental price of one GPU for one hour; None: the catalog default
+    #: (serving/data/gpu_prices.yaml). Gives $/Mtok per point and the cost of a plan.
+    usd_per_gpu_hour: float | None = None
+
+
+#: Default spare capacity of a plan: 20% above the rate (a common provisioning margin for
+#: traffic peaks and a replica lost to maintenance; set 0 for the bare count).
+DEFAULT_HEADROOM = 0.2
+#: The largest headroom a plan accepts: 10 = eleven times the rate. A larger value is most
+#: likely a percentage typed as a number (``headroom: 20`` meaning 20%).
+MAX_HEADROOM = 10.0
+#: The highest request rate a plan accepts: ten million requests/s, far above the largest
+#: public LLM services (OpenAI reported ~2.5 billion prompts a day in 2025, ~30k/s).
+MAX_RATE_RPS = 10_000_000.0
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """Capacity plan of a run (``tuner plan``): replicas serving ``rate_rps`` requests/s
+    within the SLA with ``headroom`` spare capacity (0.2 = 20% above the rate); ``export``
+    also writes the planned replicas' deployment artifacts (``deploy-plan/``)."""
+
+    rate_rps: float
+    headroom: float = DEFAULT_HEADROOM
+    export: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +134,7 @@ class StudySpec:
     backend: BackendSpec = BackendSpec()
     study: StudyOptions = StudyOptions()
     output_dir: str = "runs/study"
+    plan: PlanSpec | None = None
 
     def storage_url(self) -> str:
         """The Optuna storage URL: the spec's, or a SQLite file in the run directory."""
@@ -129,6 +160,7 @@ class StudySpec:
             "backend": {"name": self.backend.name, "options": dict(self.backend.options)},
             "study": vars(self.study).copy(),
             "output_dir": self.output_dir,
+            "plan": None if self.plan is None else vars(self.plan).copy(),
         }
 
 
@@ -182,7 +214,7 @@ def _required(data: dict[str, Any], key: str, path: str) -> Any:
 
 # -- sections -----------------------------------------------------------------------------
 def _hardware(data: Any) -> HardwareSpec:
-    d = _section(data, "hardware", ("gpu", "gpus", "gpus_per_node", "profile"))
+    d = _section(data, "hardware", ("gpu", "gpus", "gpus_per_node", "profile", "usd_per_gpu_hour"))
     profile = d.get("profile")
     if profile is not None:
         # The profile file is read in build_problem (parsing does no I/O); there ``gpu``
@@ -202,7 +234,14 @@ def _hardware(data: Any) -> HardwareSpec:
             gpus,
             f"must be a multiple of hardware.gpus_per_node ({per_node}) or at most one node's GPUs",
         )
-    return HardwareSpec(gpu=gpu, gpus=gpus, gpus_per_node=per_node, profile=profile)
+    price = d.get("usd_per_gpu_hour")
+    return HardwareSpec(
+        gpu=gpu,
+        gpus=gpus,
+        gpus_per_node=per_node,
+        profile=profile,
+        usd_per_gpu_hour=None if price is None else price_per_gpu_hour(price, "hardware.usd_per_gpu_hour"),
+    )
 
 
 _WORKLOAD_KEYS = (
@@ -409,7 +448,53 @@ def _study(data: Any) -> StudyOptions:
     )
 
 
-_TOP = ("model", "precision", "hardware", "workload", "sla", "search_space", "backend", "study", "output_dir")
+def plan_rate(value: Any, path: str) -> float:
+    """A plan's request rate: requests/s in (0, MAX_RATE_RPS]."""
+    rate = _float(value, path, strict=True)
+    if rate > MAX_RATE_RPS:
+        raise ConfigError(path, value, f"must be a number of requests/s in (0, {MAX_RATE_RPS:,.0f}]")
+    return rate
+
+
+def price_per_gpu_hour(value: Any, path: str) -> float:
+    """A price of one GPU-hour: USD > 0."""
+    return _float(value, path, strict=True)
+
+
+def plan_headroom(value: Any, path: str) -> float:
+    """A plan's headroom: a fraction in [0, MAX_HEADROOM] (0.2 = 20% spare capacity)."""
+    headroom = _float(value, path)
+    if headroom > MAX_HEADROOM:
+        raise ConfigError(path, value, f"must be a fraction in [0, {MAX_HEADROOM:g}] (0.2 = 20% spare)")
+    return headroom
+
+
+def _plan(data: Any) -> PlanSpec | None:
+    if data is None:
+        return None
+    d = _section(data, "plan", ("rate_rps", "headroom", "export"))
+    export = d.get("export", False)
+    if not isinstance(export, bool):
+        raise ConfigError("plan.export", export, "allowed: true, false")
+    return PlanSpec(
+        rate_rps=plan_rate(_required(d, "rate_rps", "plan"), "plan.rate_rps"),
+        headroom=plan_headroom(d.get("headroom", DEFAULT_HEADROOM), "plan.headroom"),
+        export=export,
+    )
+
+
+_TOP = (
+    "model",
+    "precision",
+    "hardware",
+    "workload",
+    "sla",
+    "search_space",
+    "backend",
+    "study",
+    "output_dir",
+    "plan",
+)
 
 
 def parse_spec(data: Any, *, default_output_dir: str = "runs/study") -> StudySpec:
@@ -426,6 +511,7 @@ def parse_spec(data: Any, *, default_output_dir: str = "runs/study") -> StudySpe
         backend=_backend(d.get("backend")),
         study=_study(d.get("study")),
         output_dir=_str(d.get("output_dir", default_output_dir), "output_dir"),
+        plan=_plan(d.get("plan")),
     )
 
 

@@ -19,6 +19,7 @@ from serving import Problem
 from . import __version__
 from .errors import ConfigError, StudyMismatch, TunerError
 from .heartbeats import Heartbeats
+from .objectives import get_objective
 from .samplers import make_sampler
 from .spec import StudySpec, build_problem, parse_spec
 from .storage import HEARTBEAT_S, Claims, open_storage, redact, storage_errors
@@ -65,6 +66,9 @@ def fingerprint(spec: StudySpec) -> dict[str, Any]:
     data = spec.to_dict()
     data.pop("output_dir")
     data["study"] = {k: v for k, v in data["study"].items() if k not in _FREE_STUDY_FIELDS}
+    # What the points cost and how many replicas serve a rate change no measurement.
+    data.pop("plan", None)
+    data["hardware"].pop("usd_per_gpu_hour", None)
     return data
 
 
@@ -81,9 +85,8 @@ def open_study(
 
     ``candidates``: the space's size when the caller already counted it (a screening), which
     sizes the sampler; otherwise it is counted here."""
-    directions: list[optuna.study.StudyDirection] = [optuna.study.StudyDirection.MAXIMIZE] * (
-        1 if spec.study.objective == "sla" else 2
-    )
+    n_values = get_objective(spec.study.objective).n_values
+    directions = [optuna.study.StudyDirection.MAXIMIZE] * n_values
     size = space_size(spec) if candidates is None else candidates
     sampler = make_sampler(spec.study.sampler, seed=spec.study.seed, candidates=size)
     url = spec.storage_url()

@@ -40,6 +40,7 @@ from serving import CandidateFailed, Deployment, LoadPoint, Problem
 from .errors import StorageError
 from .explore import Explorer
 from .heartbeats import FAIL_REASON_ATTR, Heartbeats
+from .objectives import get_objective
 from .outages import StorageOutage
 from .results import MeasuredPoint
 from .samplers import CONSTRAINT_ATTR
@@ -104,20 +105,9 @@ class StudySummary:
 
 
 def objective_values(points: list[LoadPoint], sla: SLA, objective: str) -> tuple[list[float], float]:
-    """Trial values and SLA violation.
-
-    ``sla``: max tok/s/GPU over points meeting the SLA (violation 0); when none meets it,
-    the tok/s/GPU of the point nearest to the SLA, with its positive violation, so the
-    sampler learns which way the feasible region lies. ``front``: (max tok/s/GPU, max
-    tok/s/user) over the curve: how far the deployment reaches along each axis.
-    """
-    if objective == "front":
-        return [max(p.tok_s_gpu for p in points), max(p.tok_s_user for p in points)], 0.0
-    ok = [p.tok_s_gpu for p in points if sla.meets(p)]
-    if ok:
-        return [max(ok)], 0.0
-    nearest = min(points, key=sla.violation)
-    return [nearest.tok_s_gpu], sla.violation(nearest)
+    """Trial values and SLA violation of the registered ``objective``
+    (:data:`tuner.objectives.OBJECTIVES`: ``sla``, ``front``, ``cost``)."""
+    return get_objective(objective).values(points, sla)
 
 
 def _trial_points(trial: FrozenTrial) -> list[LoadPoint]:
@@ -464,9 +454,7 @@ def _measure(run: _Run, trial: optuna.Trial, dep: Deployment, key: str) -> Trial
     problem = run.problem
     if points:
         run.io(lambda: trial.set_user_attr("resumed_points", len(points)))
-        problem = dataclasses.replace(
-            problem, workload=problem.workload.with_load_keys(rest)
-        )
+        problem = dataclasses.replace(problem, workload=problem.workload.with_load_keys(rest))
 
     instant = run.backend.capabilities.instant
 

@@ -411,7 +411,10 @@ CASES = [
         "study.sampler: got 'cmaes'; allowed",
     ),
     Case(
-        "objective unknown", lambda c: c.spec({"study.objective": "cost"}), 2, "study.objective: got 'cost'"
+        "objective unknown",
+        lambda c: c.spec({"study.objective": "latency"}),
+        2,
+        "study.objective: got 'latency'",
     ),
     Case(
         "seed negative",

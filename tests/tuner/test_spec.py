@@ -56,7 +56,7 @@ def test_valid_spec_parses_with_defaults() -> None:
         ("sla.max_ttft_ms", 0, "sla.max_ttft_ms", "> 0"),
         ("sla.min_tok_s_user", "fast", "sla.min_tok_s_user", "number"),
         ("study.sampler", "cmaes", "study.sampler", "tpe"),
-        ("study.objective", "cost", "study.objective", "sla, front"),
+        ("study.objective", "latency", "study.objective", "sla, front, cost"),
         ("study.trials", 0, "study.trials", ">= 1"),
         ("search_space.overrides", [1], "search_space.overrides", "mapping"),
         ("extra", 1, "extra", "unknown key"),

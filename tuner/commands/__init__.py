@@ -20,6 +20,7 @@ COMMANDS = (
     "k8s-workers",
     "show",
     "pick",
+    "plan",
     "export",
     "check",
     "validate",

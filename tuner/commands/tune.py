@@ -10,6 +10,7 @@ from typing import Any
 from serving.hardware_profile import entry_matches, load_profile, select_entry
 
 from ..console import TrialProgress, front_table, near_table, pick_table, summary_line
+from ..objectives import OBJECTIVES as OBJECTIVE_REGISTRY
 from ..pick import closest_points
 from ..runs import tune
 from ..spec import OBJECTIVES, SAMPLERS, HardwareSpec, StudySpec, load_spec
@@ -28,7 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("spec", help="study spec YAML (see examples/)")
     p.add_argument("--trials", type=int_in(1), help="total trials of the study (overrides study.trials)")
     p.add_argument("--sampler", choices=SAMPLERS, help="Optuna sampler (overrides study.sampler)")
-    p.add_argument("--objective", choices=OBJECTIVES, help="sla: best tok/s/GPU at the SLA; front: both axes")
+    p.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        help="; ".join(f"{name}: {obj.help}" for name, obj in OBJECTIVE_REGISTRY.items()),
+    )
     p.add_argument("--seed", type=int_in(0), help="sampler seed")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite in the run directory)")
     p.add_argument("--study", help="study name (default: the run directory's name)")
