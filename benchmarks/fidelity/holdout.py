@@ -121,7 +121,8 @@ def fingerprint(csv_path: Path) -> str:
     """A hash of the data, priors, fit script and simulator sources."""
     digest = hashlib.sha256(csv_path.read_bytes())
     here = Path(__file__).resolve().parent
-    files = [PRIORS_YAML, here / "fit.py", here / "holdout.py"]
+    files = [PRIORS_YAML, here / "fit.py"]  # fold definitions: SCHEMES, SET_ASIDE, SWEEP_*
+    digest.update(repr((SET_ASIDE, SCHEMES, SWEEP_FOLDS, SWEEP_KEY)).encode())
     for pattern in _SOURCES:
         files += sorted(p for p in ROOT.glob(pattern) if p.is_file() and "__pycache__" not in p.parts)
     for path in files:
