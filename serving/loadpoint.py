@@ -38,6 +38,14 @@ class LoadPoint:
     e2e_ms_p90: float = float("nan")
     e2e_ms_p99: float = float("nan")
     num_requests: int = 0
+    # Estimated points (the simulator) carry a calibrated 80% interval of the measured value
+    # per metric (backends/simulator/intervals.py); measured points leave them NaN.
+    ttft_ms_low: float = float("nan")
+    ttft_ms_high: float = float("nan")
+    tpot_ms_low: float = float("nan")
+    tpot_ms_high: float = float("nan")
+    tok_s_gpu_low: float = float("nan")
+    tok_s_gpu_high: float = float("nan")
 
     @classmethod
     def from_percentiles(

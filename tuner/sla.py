@@ -12,12 +12,15 @@ __all__ = ["SLA"]
 @dataclass(frozen=True)
 class SLA:
     """Service-level targets. ``min_tok_s_user`` is interactivity (1000 / median TPOT);
-    ``max_ttft_ms`` and ``max_tpot_ms`` apply at ``percentile`` (50, 90 or 99)."""
+    ``max_ttft_ms`` and ``max_tpot_ms`` apply at ``percentile`` (50, 90 or 99).
+    ``confidence``: the robust pick's one-sided confidence (``tuner/confidence.py``); None =
+    0.9 for estimated (simulator) points, off for measured ones."""
 
     min_tok_s_user: float = 0.0
     max_ttft_ms: float | None = None
     max_tpot_ms: float | None = None
     percentile: int = 50
+    confidence: float | None = None
 
     def check(self, point: LoadPoint) -> dict[str, float]:
         """Relative shortfall per violated constraint (0 < x); empty when the SLA is met."""
@@ -47,4 +50,5 @@ class SLA:
             parts.append(f"TTFT p{self.percentile} <= {self.max_ttft_ms:g} ms")
         if self.max_tpot_ms is not None:
             parts.append(f"TPOT p{self.percentile} <= {self.max_tpot_ms:g} ms")
-        return ", ".join(parts) or "none"
+        text = ", ".join(parts) or "none"
+        return text if self.confidence is None else f"{text} at confidence {self.confidence:g}"

@@ -21,6 +21,7 @@ from .agg import agg_point
 from .constants import ENGINES, Constants, load_constants
 from .costs import WorkerCost
 from .disagg import disagg_point, kv_transfer_s
+from .intervals import PointContext, load_intervals, load_ratio
 
 __all__ = ["OPTIONS", "VERSION", "SimulatorBackend"]
 
@@ -91,6 +92,7 @@ class SimulatorBackend:
             gpus = deployment.gpus()
             for conc in workload.concurrency:
                 point = agg_point(cost, deployment.agg, workload, concurrency=conc, gpus=gpus)
+                point = self._estimate(point, deployment, problem, cost, deployment.agg, conc)
                 points.append(point)
                 if on_point is not None:
                     on_point(point)
@@ -101,6 +103,7 @@ class SimulatorBackend:
             xfer = kv_transfer_s(deployment, problem, pcost, consts)
             for conc in workload.concurrency:
                 point = disagg_point(pcost, dcost, deployment, workload, concurrency=conc, xfer_s=xfer)
+                point = self._estimate(point, deployment, problem, dcost, deployment.decode, conc)
                 points.append(point)
                 if on_point is not None:
                     on_point(point)
@@ -119,6 +122,18 @@ class SimulatorBackend:
         if self._constants_path is not None:
             out["constants_file"] = self._constants_path
         return out
+
+    def _estimate(
+        self, point: LoadPoint, deployment: Deployment, problem: Problem, cost: WorkerCost, group: Any, conc: int
+    ) -> LoadPoint:
+        """``point`` with its calibrated intervals (``intervals.yaml``), when that file exists;
+        saturation is judged on the decode pool for disagg."""
+        model = load_intervals()
+        if model is None:
+            return point
+        c_rank, ratio = load_ratio(cost, group, problem.workload, conc)
+        ctx = PointContext.of(problem, deployment, engine=self.engine, c_rank=c_rank, ratio=ratio)
+        return model.attach(point, ctx)
 
     @property
     def _mtp(self) -> float:
