@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from statistics import NormalDist
 
-from serving import LoadPoint
+from serving import ConfigError, LoadPoint
 
 from .results import MeasuredPoint
 from .sla import SLA
@@ -31,6 +31,7 @@ __all__ = [
     "is_estimated",
     "label",
     "meets",
+    "parse_confidence",
     "pessimistic",
 ]
 
@@ -39,6 +40,22 @@ DEFAULT_CONFIDENCE = 0.9
 #: Allowed values of ``sla.confidence`` / ``--confidence`` (0.5 = the prediction itself).
 CONFIDENCE_RANGE = (0.5, 0.99)
 _Z90 = NormalDist().inv_cdf(0.9)
+
+
+def parse_confidence(value: object, path: str = "sla.confidence") -> float:
+    """A confidence from a spec or the command line: a number in [0.5, 0.99]."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    lo, hi = CONFIDENCE_RANGE
+    ok = isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number)
+    if not ok or not lo <= number <= hi:  # type: ignore[operator]
+        shown = value[:40] if isinstance(value, str) else value
+        raise ConfigError(path, shown, f"must be a number in [{lo:g}, {hi:g}] (0.5 = no margin)")
+    return float(number)  # type: ignore[arg-type]
 
 
 def is_estimated(point: LoadPoint) -> bool:
@@ -94,8 +111,8 @@ def meets(sla: SLA, point: LoadPoint, confidence: float) -> bool:
 
 
 def label(point: LoadPoint) -> str:
-    """``measured``, or ``estimated ±X%`` with X the half-width of the tok/s/GPU interval."""
+    """``measured``, or ``estimated +/-X%`` with X the half-width of the tok/s/GPU interval."""
     if not is_estimated(point) or not point.tok_s_gpu > 0:
         return "measured"
     half = (point.tok_s_gpu_high - point.tok_s_gpu_low) / 2.0 / point.tok_s_gpu
-    return f"estimated ±{100.0 * half:.0f}%"
+    return f"estimated +/-{100.0 * half:.0f}%"

@@ -21,6 +21,7 @@ import yaml
 from serving import Deployment, LoadPoint
 
 from . import __version__
+from . import confidence as robust
 from .pick import Pick
 from .results import MeasuredPoint
 from .storage import redact
@@ -63,6 +64,7 @@ def point_rows(points: Sequence[MeasuredPoint]) -> list[dict[str, Any]]:
         metrics = m.point.to_dict()
         row = {"trial": m.trial, **deployment_columns(m.deployment)}
         row.update({k: _round(metrics[k]) for k in _POINT_FIELDS})
+        row["estimate"] = robust.label(m.point)
         rows.append(row)
     return rows
 
@@ -80,6 +82,7 @@ def write_csv(path: Path, points: Sequence[MeasuredPoint]) -> None:
         "gpus",
         *(prefix + k for prefix in _ROLE_PREFIX.values() for k in _GROUP_KEYS),
         *_POINT_FIELDS,
+        "estimate",
     ]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
@@ -111,6 +114,7 @@ def pick_document(
         "deployment": {"label": m.label, "gpus": m.gpus, **m.deployment.to_dict()},
         "operating_point": metrics,
         "sla": {k: v for k, v in vars(pick.sla).items() if v is not None},
+        "estimate": estimate_document(pick),
         "eligible_points": pick.eligible,
         "total_points": pick.total,
         "trial": m.trial,
@@ -119,6 +123,23 @@ def pick_document(
         "study": study,
         "versions": versions(),
     }
+
+
+def estimate_document(pick: Pick) -> dict[str, Any]:
+    """How far to trust the pick: ``measured``, or ``estimated`` with the 80% intervals, the
+    robust margin's confidence and what it costs in tok/s/GPU against the plain pick."""
+    p = pick.chosen.point
+    doc: dict[str, Any] = {"label": robust.label(p), "confidence": pick.confidence}
+    if robust.is_estimated(p):
+        doc["interval"] = 0.8
+        for stem in ("ttft_ms", "tpot_ms", "tok_s_gpu"):
+            doc[stem] = [_round(getattr(p, f"{stem}_low")), _round(getattr(p, f"{stem}_high"))]
+    if pick.plain is not None:
+        q = pick.plain
+        doc["plain_pick"] = {"label": q.label, "trial": q.trial, "concurrency": q.point.concurrency,
+                             "tok_s_gpu": _round(q.point.tok_s_gpu)}  # fmt: skip
+        doc["margin_tok_s_gpu"] = _round(pick.margin_tok_s_gpu)
+    return doc
 
 
 def write_pick_yaml(path: Path, document: dict[str, Any]) -> None:

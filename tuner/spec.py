@@ -20,6 +20,7 @@ from serving.precision import PRECISIONS
 
 from .errors import ConfigError
 from .explore import EXPLORE_AFTER
+from .confidence import parse_confidence
 from .sla import SLA
 
 __all__ = [
@@ -225,7 +226,7 @@ def _workload(data: Any) -> Workload:
 
 
 def _sla(data: Any) -> SLA:
-    d = _section(data, "sla", ("min_tok_s_user", "max_ttft_ms", "max_tpot_ms", "percentile"))
+    d = _section(data, "sla", ("min_tok_s_user", "max_ttft_ms", "max_tpot_ms", "percentile", "confidence"))
     pct = d.get("percentile", 50)
     if pct not in (50, 90, 99):
         raise ConfigError("sla.percentile", pct, "allowed: 50, 90, 99")
@@ -235,6 +236,7 @@ def _sla(data: Any) -> SLA:
         max_ttft_ms=None if ttft is None else _float(ttft, "sla.max_ttft_ms", strict=True),
         max_tpot_ms=None if tpot is None else _float(tpot, "sla.max_tpot_ms", strict=True),
         percentile=int(pct),
+        confidence=None if d.get("confidence") is None else parse_confidence(d["confidence"]),
     )
 
 
