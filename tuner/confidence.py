@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from statistics import NormalDist
+from typing import Any
 
 from serving import ConfigError, LoadPoint
 
@@ -86,7 +87,7 @@ def pessimistic(point: LoadPoint, confidence: float) -> LoadPoint:
     f_tpot = _factor(point.tpot_ms_p50, point.tpot_ms_high, power)
     f_gpu = _factor(point.tok_s_gpu, point.tok_s_gpu_low, power)
     f_e2e = max(f_ttft, f_tpot)
-    scaled: dict[str, float] = {}
+    scaled: dict[str, Any] = {}
     for stem, f in (("ttft_ms", f_ttft), ("tpot_ms", f_tpot), ("itl_ms", f_tpot), ("e2e_ms", f_e2e)):
         for pct in (50, 90, 99):
             scaled[f"{stem}_p{pct}"] = float(getattr(point, f"{stem}_p{pct}")) * f

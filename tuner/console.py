@@ -147,7 +147,9 @@ def estimate_line(pick: Pick) -> str:
             f"TPOT {p.tpot_ms_low:.1f}-{p.tpot_ms_high:.1f}, TTFT {p.ttft_ms_low:,.0f}-{p.ttft_ms_high:,.0f})"
         )
     if pick.plain is not None:
-        text += f"; the margin costs {pick.margin_tok_s_gpu:,.0f} tok/s/GPU vs the plain pick {pick.plain.label}"
+        text += (
+            f"; the margin costs {pick.margin_tok_s_gpu:,.0f} tok/s/GPU vs the plain pick {pick.plain.label}"
+        )
     return text
 
 

@@ -152,8 +152,14 @@ def _error_bars(ax: Axes, ms: Sequence[MeasuredPoint], colour: Any) -> None:
     if not est:
         return
     xs, ys = [p.tok_s_user for p in est], [p.tok_s_gpu for p in est]
-    xerr = [[x - 1000.0 / p.tpot_ms_high for x, p in zip(xs, est)], [1000.0 / p.tpot_ms_low - x for x, p in zip(xs, est)]]
-    yerr = [[y - p.tok_s_gpu_low for y, p in zip(ys, est)], [p.tok_s_gpu_high - y for y, p in zip(ys, est)]]
+    xerr = [
+        [x - 1000.0 / p.tpot_ms_high for x, p in zip(xs, est, strict=True)],
+        [1000.0 / p.tpot_ms_low - x for x, p in zip(xs, est, strict=True)],
+    ]
+    yerr = [
+        [y - p.tok_s_gpu_low for y, p in zip(ys, est, strict=True)],
+        [p.tok_s_gpu_high - y for y, p in zip(ys, est, strict=True)],
+    ]
     ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, elinewidth=0.6, alpha=0.45, zorder=1)
 
 

@@ -18,9 +18,9 @@ from serving.hardware_profile import load_profile_gpu
 from serving.inputs import read_yaml
 from serving.precision import PRECISIONS
 
+from .confidence import parse_confidence
 from .errors import ConfigError
 from .explore import EXPLORE_AFTER
-from .confidence import parse_confidence
 from .sla import SLA
 
 __all__ = [

@@ -21,7 +21,7 @@ from .agg import agg_point
 from .constants import ENGINES, Constants, load_constants
 from .costs import WorkerCost
 from .disagg import disagg_point, kv_transfer_s
-from .intervals import PointContext, load_intervals, load_ratio
+from .intervals import IntervalModel, PointContext, load_intervals, load_ratio
 
 __all__ = ["OPTIONS", "VERSION", "SimulatorBackend"]
 
@@ -57,6 +57,9 @@ class SimulatorBackend:
             raise ConfigError("backend.options.constants", path, "must be a path to a YAML file")
         self._constants_path = path
         self.constants: Constants = load_constants(path)
+        #: Calibrated interval model attached to every point; None leaves the intervals NaN
+        #: (``tuner validate`` scores the point predictions only).
+        self.intervals: IntervalModel | None = load_intervals()
         self.engine = str(options.get("engine", "vllm"))
         if self.engine not in ENGINES:
             raise ConfigError("backend.options.engine", self.engine, f"allowed: {', '.join(ENGINES)}")
@@ -124,11 +127,17 @@ class SimulatorBackend:
         return out
 
     def _estimate(
-        self, point: LoadPoint, deployment: Deployment, problem: Problem, cost: WorkerCost, group: Any, conc: int
+        self,
+        point: LoadPoint,
+        deployment: Deployment,
+        problem: Problem,
+        cost: WorkerCost,
+        group: Any,
+        conc: int,
     ) -> LoadPoint:
         """``point`` with its calibrated intervals (``intervals.yaml``), when that file exists;
         saturation is judged on the decode pool for disagg."""
-        model = load_intervals()
+        model = self.intervals
         if model is None:
             return point
         c_rank, ratio = load_ratio(cost, group, problem.workload, conc)

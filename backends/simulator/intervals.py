@@ -23,10 +23,11 @@ residuals and stored, with the calibration file's support counts and ranges, in
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,9 @@ class PointContext:
     load_ratio: float
 
     @classmethod
-    def of(cls, problem: Problem, deployment: Deployment, *, engine: str, c_rank: float, ratio: float) -> PointContext:
+    def of(
+        cls, problem: Problem, deployment: Deployment, *, engine: str, c_rank: float, ratio: float
+    ) -> PointContext:
         return cls(
             engine=engine,
             generation=problem.gpu.generation,
@@ -120,7 +123,9 @@ class PointContext:
         )
 
 
-def load_ratio(cost: WorkerCost, group: WorkerGroup, workload: Workload, concurrency: int) -> tuple[float, float]:
+def load_ratio(
+    cost: WorkerCost, group: WorkerGroup, workload: Workload, concurrency: int
+) -> tuple[float, float]:
     """(users per DP rank of ``group``, that over the batch a rank can hold)."""
     c_rank = concurrency / (group.count * group.parallel.dp)
     return c_rank, c_rank / batch_capacity(cost, group, workload)
@@ -148,7 +153,9 @@ class IntervalModel:
             n = self.support.get(name, {}).get(getattr(ctx, name), 0)
             x["new_" + ("gpu" if name == "hardware" else name)] = 1.0 / math.sqrt(1.0 + n)
         x["beyond_range"] = sum(
-            _outside(float(getattr(ctx, k)), self.ranges[k]) for k in ("isl", "osl", "c_rank") if k in self.ranges
+            _outside(float(getattr(ctx, k)), self.ranges[k])
+            for k in ("isl", "osl", "c_rank")
+            if k in self.ranges
         )
         ratio = max(ctx.load_ratio, 1e-9)
         x["saturation"] = min(3.0, max(0.0, math.log2(ratio) + 1.0))
@@ -162,28 +169,38 @@ class IntervalModel:
         coef = self.coefficients[metric]
         return math.exp(sum(coef.get(k, 0.0) * v for k, v in x.items()))
 
+    @cached_property
+    def _tables(self) -> dict[str, list[tuple[float, float]]]:
+        return {m: sorted(q.items()) for m, q in self.quantiles.items()}
+
     def quantile(self, metric: str, p: float) -> float:
         """Standardised log-error quantile at probability ``p`` (linear in between)."""
-        table = sorted(self.quantiles[metric].items())
+        table = self._tables[metric]
         if p <= table[0][0]:
             return table[0][1]
-        for (p0, q0), (p1, q1) in zip(table, table[1:], strict=False):
+        for (p0, q0), (p1, q1) in itertools.pairwise(table):
             if p <= p1:
                 return q0 + (q1 - q0) * (p - p0) / (p1 - p0)
         return table[-1][1]
 
-    def bounds(self, metric: str, value: float, x: Mapping[str, float], *, level: float = LEVEL) -> tuple[float, float]:
+    def bounds(
+        self, metric: str, value: float, x: Mapping[str, float], *, level: float = LEVEL
+    ) -> tuple[float, float]:
         """The central ``level`` interval of the measured value around prediction ``value``."""
         s = self.scale(metric, x)
         tail = (1.0 - level) / 2.0
-        return value * math.exp(s * self.quantile(metric, tail)), value * math.exp(s * self.quantile(metric, 1 - tail))
+        return value * math.exp(s * self.quantile(metric, tail)), value * math.exp(
+            s * self.quantile(metric, 1 - tail)
+        )
 
     def attach(self, point: LoadPoint, ctx: PointContext) -> LoadPoint:
         """``point`` with its ``<metric>_low`` / ``<metric>_high`` fields filled."""
         x = self.features(ctx)
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for metric in METRICS:
-            lo, hi = self.bounds(metric, float(getattr(point, metric if metric == "tok_s_gpu" else f"{metric}_p50")), x)
+            lo, hi = self.bounds(
+                metric, float(getattr(point, metric if metric == "tok_s_gpu" else f"{metric}_p50")), x
+            )
             values[f"{metric}_low"], values[f"{metric}_high"] = lo, hi
         return replace(point, **values)
 

@@ -25,8 +25,10 @@ from tuner.validate import positive_float
 __all__ = ["GROUP_KEY", "THRESHOLDS", "Decisions", "decide", "groups"]
 
 GROUP_KEY = ("model", "hardware", "precision", "backend", "isl", "osl", "source")
-DEPLOYMENT_KEY = ("mode", "topology", "gpus", "workers", "tp", "dp", "ep", "p_workers", "p_tp", "p_dp", "p_ep",
-                  "d_workers", "d_tp", "d_dp", "d_ep")  # fmt: skip
+DEPLOYMENT_KEY = (
+    "mode", "topology", "gpus", "workers", "tp", "dp", "ep",
+    "p_workers", "p_tp", "p_dp", "p_ep", "d_workers", "d_tp", "d_dp", "d_ep",
+)  # fmt: skip
 THRESHOLDS = (20, 40, 60, 80)
 #: Regret below which a pick counts as as good as the best.
 NEAR = 0.02

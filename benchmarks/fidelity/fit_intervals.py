@@ -99,15 +99,22 @@ def support_of(
     """Support counts per category and calibrated ranges of lengths and per-rank load."""
     support = {name: dict(Counter(getattr(c, name) for c in contexts)) for name in SUPPORT}
     loads = [c for c, r in zip(contexts, rows, strict=True) if r["kind"] == "load_point"]
-    ranges = {k: (min(getattr(c, k) for c in loads), max(getattr(c, k) for c in loads)) for k in ("isl", "osl", "c_rank")}
+    ranges = {
+        k: (min(getattr(c, k) for c in loads), max(getattr(c, k) for c in loads))
+        for k in ("isl", "osl", "c_rank")
+    }
     return support, ranges
 
 
-def _model(support: Mapping[str, Mapping[str, int]], ranges: Mapping[str, tuple[float, float]]) -> IntervalModel:
+def _model(
+    support: Mapping[str, Mapping[str, int]], ranges: Mapping[str, tuple[float, float]]
+) -> IntervalModel:
     return IntervalModel(support=support, ranges=ranges, coefficients={}, quantiles={})
 
 
-def build_records(rows: Sequence[Mapping[str, str]], oos: OOS) -> tuple[list[Record], list[Case], dict[str, PointContext]]:
+def build_records(
+    rows: Sequence[Mapping[str, str]], oos: OOS
+) -> tuple[list[Record], list[Case], dict[str, PointContext]]:
     """Every scheme's out-of-sample records (set-aside ones under scheme ``set-aside``)."""
     cases = [c for c in load_cases(rows) if (c.row.get("spec_decode") or "none") == "none"]
     ctxs = {c.row["point_id"]: context(c) for c in cases}
@@ -130,7 +137,9 @@ def build_records(rows: Sequence[Mapping[str, str]], oos: OOS) -> tuple[list[Rec
     return records, cases, ctxs
 
 
-def _record(case: Case, scheme: str, value: str, oos: OOS, ctxs: Mapping[str, PointContext], model: IntervalModel) -> Record | None:
+def _record(
+    case: Case, scheme: str, value: str, oos: OOS, ctxs: Mapping[str, PointContext], model: IntervalModel
+) -> Record | None:
     pid, row = case.row["point_id"], case.row
     if row["kind"] != "load_point" or pid not in oos.get(scheme, {}):
         return None
@@ -146,7 +155,11 @@ def _record(case: Case, scheme: str, value: str, oos: OOS, ctxs: Mapping[str, Po
     return Record(pid, scheme, value, row, ctx, model.features(ctx), z, p)
 
 
-def fit_model(records: Sequence[Record], support: Mapping[str, Mapping[str, int]], ranges: Mapping[str, tuple[float, float]]) -> IntervalModel:
+def fit_model(
+    records: Sequence[Record],
+    support: Mapping[str, Mapping[str, int]],
+    ranges: Mapping[str, tuple[float, float]],
+) -> IntervalModel:
     """Scale coefficients and standardised quantiles per metric from ``records``."""
     from scipy.optimize import lsq_linear  # the `fit` extra
 
@@ -167,7 +180,9 @@ def fit_model(records: Sequence[Record], support: Mapping[str, Mapping[str, int]
     return IntervalModel(support=support, ranges=ranges, coefficients=coefficients, quantiles=quantiles)
 
 
-def oof_bounds(records: Sequence[Record], scheme: str, *, confidence: float = 0.9) -> dict[str, dict[str, tuple[float, float, float]]]:
+def oof_bounds(
+    records: Sequence[Record], scheme: str, *, confidence: float = 0.9
+) -> dict[str, dict[str, tuple[float, float, float]]]:
     """Per point of ``scheme``: per metric (low, high, one-sided pessimistic bound at
     ``confidence``) from an interval model fitted without any residual of the point's fold."""
     train_pool = [r for r in records if r.scheme in FIT_SCHEMES]

@@ -175,7 +175,14 @@ def _write_cache(path: Path, stamp: str, oos: OOS) -> None:
             for pid, (value, pred) in preds.items():
                 cells = [pred.values.get(c) for c in _PRED_COLUMNS]
                 writer.writerow(
-                    [stamp, scheme, value, pid, pred.status, *("" if v is None else f"{v:.6g}" for v in cells)]
+                    [
+                        stamp,
+                        scheme,
+                        value,
+                        pid,
+                        pred.status,
+                        *("" if v is None else f"{v:.6g}" for v in cells),
+                    ]
                 )
 
 

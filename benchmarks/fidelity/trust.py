@@ -23,7 +23,11 @@ Bounds = Mapping[str, Mapping[str, tuple[float, float, float]]]
 
 
 def _slices(rec: Record) -> list[str]:
-    return ["all", f"generation={generation(rec.row['hardware'])}", f"engine={rec.row.get('backend') or 'vllm'}"]
+    return [
+        "all",
+        f"generation={generation(rec.row['hardware'])}",
+        f"engine={rec.row.get('backend') or 'vllm'}",
+    ]
 
 
 def _coverage_rows(records: Sequence[Record], bounds: Bounds, scheme: str) -> list[str]:
@@ -40,12 +44,16 @@ def _coverage_rows(records: Sequence[Record], bounds: Bounds, scheme: str) -> li
         for metric in METRICS:
             hits = counts[key].get(metric, [])
             ok = hits and 75.0 <= 100 * sum(hits) / len(hits) <= 85.0
-            cells.append(f"{100 * sum(hits) / len(hits):.0f}%{'' if ok else ' ✗'} ({len(hits)})" if hits else "-")
+            cells.append(
+                f"{100 * sum(hits) / len(hits):.0f}%{'' if ok else ' ✗'} ({len(hits)})" if hits else "-"
+            )
         lines.append(f"| {SCHEME_TITLES[scheme]} | {key} | " + " | ".join(cells) + " |")
     return lines
 
 
-def coverage_section(records: Sequence[Record], *, set_aside: bool, set_aside_bounds: Bounds | None) -> tuple[str, dict[str, Bounds]]:
+def coverage_section(
+    records: Sequence[Record], *, set_aside: bool, set_aside_bounds: Bounds | None
+) -> tuple[str, dict[str, Bounds]]:
     """The coverage table and every scheme's out-of-fold bounds (for the decision playback)."""
     all_bounds: dict[str, Bounds] = {}
     lines = ["| scheme | slice | " + " | ".join(TITLES[m] for m in METRICS) + " |", "|---|---|---|---|---|"]
@@ -54,7 +62,9 @@ def coverage_section(records: Sequence[Record], *, set_aside: bool, set_aside_bo
         lines += _coverage_rows([r for r in records if r.scheme == scheme], all_bounds[scheme], scheme)
     if set_aside and set_aside_bounds is not None:
         all_bounds["set-aside"] = set_aside_bounds
-        lines += _coverage_rows([r for r in records if r.scheme == "set-aside"], set_aside_bounds, "set-aside")
+        lines += _coverage_rows(
+            [r for r in records if r.scheme == "set-aside"], set_aside_bounds, "set-aside"
+        )
     return "\n".join(lines), all_bounds
 
 
@@ -72,7 +82,9 @@ def set_aside_bounds(records: Sequence[Record], model: IntervalModel, *, confide
     return out
 
 
-def _predictor(preds: Mapping[str, Prediction], bounds: Bounds | None) -> Callable[[Mapping[str, str]], tuple[float, float] | None]:
+def _predictor(
+    preds: Mapping[str, Prediction], bounds: Bounds | None
+) -> Callable[[Mapping[str, str]], tuple[float, float] | None]:
     def predict(row: Mapping[str, str]) -> tuple[float, float] | None:
         pred = preds.get(row["point_id"])
         if pred is None or pred.status != "ok":
@@ -100,11 +112,24 @@ def decision_section(
 ) -> str:
     """Median regret, share within 2% and SLA-miss rate per evaluation, plain and robust."""
     inside = [r for r in rows if not is_set_aside(r)]
-    table = ["| evaluation | rows | pick | median regret | within 2% | SLA-miss rate | picks |", "|---|---|---|---|---|---|---|"]
+    table = [
+        "| evaluation | rows | pick | median regret | within 2% | SLA-miss rate | picks |",
+        "|---|---|---|---|---|---|---|",
+    ]
 
-    def add(label: str, subset: Sequence[Mapping[str, str]], preds: Mapping[str, Prediction], b: Bounds | None, what: str) -> None:
+    def add(
+        label: str,
+        subset: Sequence[Mapping[str, str]],
+        preds: Mapping[str, Prediction],
+        b: Bounds | None,
+        what: str,
+    ) -> None:
         result: Decisions = decide(groups(subset), _predictor(preds, b))
-        table.append(f"| {label} | {what} | {'robust (0.9)' if b is not None else 'plain'} | " + " | ".join(result.cells()) + " |")
+        table.append(
+            f"| {label} | {what} | {'robust (0.9)' if b is not None else 'plain'} | "
+            + " | ".join(result.cells())
+            + " |"
+        )
 
     add("in-sample", inside, in_sample, None, "all")
     add("in-sample", inside, in_sample, in_sample_bounds, "all")
@@ -113,7 +138,12 @@ def decision_section(
         add(SCHEME_TITLES[scheme], inside, preds, None, "all")
         add(SCHEME_TITLES[scheme], inside, preds, bounds[scheme], "all")
     if aic is not None:
-        both = [r for r in inside if aic.get(r["point_id"], Prediction("", "")).status == "ok" and in_sample[r["point_id"]].status == "ok"]
+        both = [
+            r
+            for r in inside
+            if aic.get(r["point_id"], Prediction("", "")).status == "ok"
+            and in_sample[r["point_id"]].status == "ok"
+        ]
         add("AIConfigurator 0.12", both, aic, None, "both price")
         add("in-sample", both, in_sample, None, "both price")
         add("in-sample", both, in_sample, in_sample_bounds, "both price")

@@ -17,7 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _points(model: str = "Llama-3.1-8B", gpu: str = "h100", ladder: tuple[int, ...] = (1, 16, 256)) -> list:
-    problem = Problem(load_model(model), load_gpu(gpu), "bf16", Workload(isl=1024, osl=256, concurrency=ladder), gpus=1, gpus_per_node=8)
+    problem = Problem(
+        load_model(model),
+        load_gpu(gpu),
+        "bf16",
+        Workload(isl=1024, osl=256, concurrency=ladder),
+        gpus=1,
+        gpus_per_node=8,
+    )
     dep = Deployment("agg", agg=WorkerGroup(Parallelism(tp=1)))
     return SimulatorBackend(engine="vllm").measure(dep, problem)
 
@@ -51,13 +58,11 @@ def test_extrapolation_never_narrows_the_interval(change: dict[str, object]) -> 
     model = load_intervals()
     assert model is not None
     for metric in METRICS:
-        width = [
-            model.bounds(metric, 100.0, model.features(c))
-            for c in (_ctx(), _ctx(**change))
-        ]
+        width = [model.bounds(metric, 100.0, model.features(c)) for c in (_ctx(), _ctx(**change))]
         assert width[1][1] / width[1][0] >= width[0][1] / width[0][0]
     wider = any(
-        model.scale(m, model.features(_ctx(**change))) > model.scale(m, model.features(_ctx())) * 1.01 for m in METRICS
+        model.scale(m, model.features(_ctx(**change))) > model.scale(m, model.features(_ctx())) * 1.01
+        for m in METRICS
     )
     assert wider, f"{change} widens no metric"
 
