@@ -402,8 +402,8 @@ is per decode GPU, the basis the data uses.
 Targets (issue 14, cross-validated, each scheme and the set-aside block): coverage ≥ 95%,
 TPOT ≤ 10%, tok/s/GPU ≤ 10%, TTFT ≤ 25%. The cross-validated rows are over the rows outside
 the set-aside block; the in-sample row is over every row. AIConfigurator's row is measured:
-it priced every row (`benchmarks/fidelity/aic.py`) and is scored on the rows it prices; compared with ours on the
-rows both price below ("Side by side").
+it priced every row (`benchmarks/fidelity/aic.py`) and is scored on the rows it prices;
+compared with ours on the rows both price below ("Side by side").
 
 Speed: one deployment over an 8-level ladder (check + measure, DeepSeek-R1 DEP8) takes
 {timing[0]:.0f} µs; `tuner validate` spends {timing[1]:.2f} ms per calibration row.
