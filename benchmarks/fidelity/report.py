@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             all_preds[label] = full
             where = "the set-aside block only" if block else "rows outside the set-aside block"
             table = format_summary(summaries[label], metrics=TABLE_METRICS)
-            cv_text.append(f"### {label.capitalize()}\n\nOver {where}.\n\n{table}\n")
+            cv_text.append(f"### {label[0].upper() + label[1:]}\n\nOver {where}.\n\n{table}\n")
         trust_text = _trust(rows, in_sample, oos, args)
     figures = _scatter(rows, in_sample, FIGURES)
     seed = "\n".join(seed_chart_section(FIGURES, rows, predictor=predictor))  # in-sample constants
