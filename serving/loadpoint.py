@@ -47,6 +47,15 @@ class LoadPoint:
     request_rate_rps: float = float("nan")
     utilization: float = float("nan")
 
+    # Estimated points (the simulator) carry a calibrated 80% interval of the measured value
+    # per metric (backends/simulator/intervals.py); measured points leave them NaN.
+    ttft_ms_low: float = float("nan")
+    ttft_ms_high: float = float("nan")
+    tpot_ms_low: float = float("nan")
+    tpot_ms_high: float = float("nan")
+    tok_s_gpu_low: float = float("nan")
+    tok_s_gpu_high: float = float("nan")
+
     @property
     def open_loop(self) -> bool:
         return math.isfinite(self.request_rate_rps)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import confidence as robust
 from .front import pareto_front
 from .pick import Pick
 from .results import MeasuredPoint
@@ -99,11 +100,11 @@ _COLUMNS = (
 )
 
 
-def _table(title: str, rows: Sequence[MeasuredPoint]) -> Table:
+def _table(title: str, rows: Sequence[MeasuredPoint], caption: str = "times in ms") -> Table:
     """Numbers are never cut (a CI log is often 80 columns): each number column is as wide
     as its widest cell; the topology label folds onto a second line instead."""
     cells = [_row(m) for m in rows]
-    table = Table(title=title, title_justify="left", caption="times in ms", caption_justify="left")
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
     for i, col in enumerate(_COLUMNS):
         if i == 0:
             table.add_column(col, justify="left", overflow="fold", min_width=8)
@@ -128,9 +129,28 @@ def front_table(points: Sequence[MeasuredPoint], limit: int = 20) -> Table:
 
 
 def pick_table(pick: Pick) -> Table:
+    margin = f" at confidence {pick.confidence:g}" if pick.confidence > 0.5 else ""
     return _table(
-        f"SLA pick ({pick.sla.describe()}; {pick.eligible} of {pick.total} points meet it)", [pick.chosen]
+        f"SLA pick ({pick.sla.describe()}; {pick.eligible} of {pick.total} points meet it{margin})",
+        [pick.chosen],
+        caption="times in ms; " + estimate_line(pick),
     )
+
+
+def estimate_line(pick: Pick) -> str:
+    """``measured``, or ``estimated ±X%`` with the 80% intervals and the margin's cost."""
+    p = pick.chosen.point
+    text = robust.label(p)
+    if robust.is_estimated(p):
+        text += (
+            f" (80%: tok/s/GPU {p.tok_s_gpu_low:,.0f}-{p.tok_s_gpu_high:,.0f}, "
+            f"TPOT {p.tpot_ms_low:.1f}-{p.tpot_ms_high:.1f}, TTFT {p.ttft_ms_low:,.0f}-{p.ttft_ms_high:,.0f})"
+        )
+    if pick.plain is not None:
+        text += (
+            f"; the margin costs {pick.margin_tok_s_gpu:,.0f} tok/s/GPU vs the plain pick {pick.plain.label}"
+        )
+    return text
 
 
 def near_table(points: Sequence[MeasuredPoint]) -> Table:
@@ -145,4 +165,5 @@ def point_dict(m: MeasuredPoint) -> dict[str, Any]:
         "gpus": m.gpus,
         "deployment": m.deployment.to_dict(),
         **m.point.to_dict(),
+        "estimate": robust.label(m.point),
     }

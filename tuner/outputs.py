@@ -22,6 +22,7 @@ from serving import Deployment, LoadPoint, Problem
 from serving.roofline import Roofline
 
 from . import __version__
+from . import confidence as robust
 from .cost import usd_per_mtok
 from .goodput import goodput, goodput_rps
 from .pick import Pick
@@ -87,6 +88,7 @@ def point_rows(
             row.update(sol_frac=_round(sol.frac), sol_role=sol.role)
         cost = usd_per_mtok(m.point, usd_per_gpu_hour)
         row["usd_per_mtok_output"] = "" if cost is None else _round(cost)
+        row["estimate"] = robust.label(m.point)
         rows.append(row)
     return rows
 
@@ -124,6 +126,7 @@ def write_csv(
         "sol_frac",
         "sol_role",
         *extra,
+        "estimate",
     ]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
@@ -157,6 +160,7 @@ def pick_document(
         "deployment": {"label": m.label, "gpus": m.gpus, **m.deployment.to_dict()},
         "operating_point": metrics,
         "sla": {k: v for k, v in vars(pick.sla).items() if v is not None},
+        "estimate": estimate_document(pick),
         "eligible_points": pick.eligible,
         "total_points": pick.total,
         "trial": m.trial,
@@ -165,6 +169,23 @@ def pick_document(
         "study": study,
         "versions": versions(),
     }
+
+
+def estimate_document(pick: Pick) -> dict[str, Any]:
+    """How far to trust the pick: ``measured``, or ``estimated`` with the 80% intervals, the
+    robust margin's confidence and what it costs in tok/s/GPU against the plain pick."""
+    p = pick.chosen.point
+    doc: dict[str, Any] = {"label": robust.label(p), "confidence": pick.confidence}
+    if robust.is_estimated(p):
+        doc["interval"] = 0.8
+        for stem in ("ttft_ms", "tpot_ms", "tok_s_gpu"):
+            doc[stem] = [_round(getattr(p, f"{stem}_low")), _round(getattr(p, f"{stem}_high"))]
+    if pick.plain is not None:
+        q = pick.plain
+        doc["plain_pick"] = {"label": q.label, "trial": q.trial, "concurrency": q.point.concurrency,
+                             "tok_s_gpu": _round(q.point.tok_s_gpu)}  # fmt: skip
+        doc["margin_tok_s_gpu"] = _round(pick.margin_tok_s_gpu)
+    return doc
 
 
 def write_pick_yaml(path: Path, document: dict[str, Any]) -> None:

@@ -12,10 +12,11 @@ SLA (TTFT, TPOT) are drawn hollow, so a front point that is only reached by queu
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .front import pareto_front
 from .pick import Pick
@@ -93,6 +94,7 @@ def draw_front(ax: Axes, points: Sequence[MeasuredPoint], *, sla: SLA, pick: Pic
         colour_i, marker = styles[label]
         colour = cmap(colour_i)
         ax.plot(xs, ys, "-", lw=1.3, color=colour, zorder=2)
+        _error_bars(ax, ms, colour)
         for hollow in (False, True):
             sel = [m for m in ms if _misses_latency(sla, m) == hollow]
             ax.plot(
@@ -141,6 +143,24 @@ def draw_front(ax: Axes, points: Sequence[MeasuredPoint], *, sla: SLA, pick: Pic
             borderaxespad=0.0,
             ncol=2 if len(handles) > 24 else 1,
         )
+
+
+def _error_bars(ax: Axes, ms: Sequence[MeasuredPoint], colour: Any) -> None:
+    """80% intervals of estimated points: tok/s/GPU vertically, tok/s/user (from the TPOT
+    interval) horizontally."""
+    est = [m.point for m in ms if math.isfinite(m.point.tpot_ms_high) and m.point.tpot_ms_low > 0]
+    if not est:
+        return
+    xs, ys = [p.tok_s_user for p in est], [p.tok_s_gpu for p in est]
+    xerr = [
+        [x - 1000.0 / p.tpot_ms_high for x, p in zip(xs, est, strict=True)],
+        [1000.0 / p.tpot_ms_low - x for x, p in zip(xs, est, strict=True)],
+    ]
+    yerr = [
+        [y - p.tok_s_gpu_low for y, p in zip(ys, est, strict=True)],
+        [p.tok_s_gpu_high - y for y, p in zip(ys, est, strict=True)],
+    ]
+    ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="none", ecolor=colour, elinewidth=0.6, alpha=0.45, zorder=1)
 
 
 def _front_line(ax: Axes, points: Sequence[MeasuredPoint]) -> list[Line2D]:

@@ -21,7 +21,9 @@ class SLA:
     ``max_ttft_ms``, ``max_tpot_ms`` and ``max_e2e_ms`` apply at ``percentile`` (50, 90 or
     99, over requests); ``min_goodput`` is the least share of requests that must meet every
     latency limit at once (:mod:`tuner.goodput`). An open-loop point past its capacity
-    (arrivals faster than it serves) never meets an SLA: constraint ``capacity``."""
+    (arrivals faster than it serves) never meets an SLA: constraint ``capacity``.
+    ``confidence``: the robust pick's one-sided confidence (``tuner/confidence.py``); None =
+    0.9 for estimated (simulator) points, off for measured ones."""
 
     min_tok_s_user: float = 0.0
     max_ttft_ms: float | None = None
@@ -29,6 +31,7 @@ class SLA:
     percentile: int = 50
     max_e2e_ms: float | None = None
     min_goodput: float | None = None
+    confidence: float | None = None
 
     def check(self, point: LoadPoint) -> dict[str, float]:
         """Relative shortfall per violated constraint (0 < x); empty when the SLA is met."""
@@ -73,4 +76,5 @@ class SLA:
             parts.append(f"E2E p{self.percentile} <= {self.max_e2e_ms:g} ms")
         if self.min_goodput is not None:
             parts.append(f"goodput >= {self.min_goodput:g}")
-        return ", ".join(parts) or "none"
+        text = ", ".join(parts) or "none"
+        return text if self.confidence is None else f"{text} at confidence {self.confidence:g}"

@@ -22,6 +22,7 @@ from serving.lengths import DISTRIBUTIONS, LengthDist
 from serving.precision import PRECISIONS
 from serving.workload import ARRIVALS
 
+from .confidence import parse_confidence
 from .errors import ConfigError
 from .explore import EXPLORE_AFTER
 from .objectives import OBJECTIVES as _OBJECTIVES
@@ -380,7 +381,15 @@ def _sla(data: Any) -> SLA:
     d = _section(
         data,
         "sla",
-        ("min_tok_s_user", "max_ttft_ms", "max_tpot_ms", "percentile", "max_e2e_ms", "min_goodput"),
+        (
+            "min_tok_s_user",
+            "max_ttft_ms",
+            "max_tpot_ms",
+            "percentile",
+            "max_e2e_ms",
+            "min_goodput",
+            "confidence",
+        ),
     )
     pct = d.get("percentile", 50)
     if pct not in (50, 90, 99):
@@ -402,6 +411,7 @@ def _sla(data: Any) -> SLA:
         percentile=int(pct),
         max_e2e_ms=None if e2e is None else _float(e2e, "sla.max_e2e_ms", strict=True),
         min_goodput=good,
+        confidence=None if d.get("confidence") is None else parse_confidence(d["confidence"]),
     )
 
 

@@ -235,6 +235,7 @@ class Predictor:
             backend = SimulatorBackend(**options)
             if self._record is not None:
                 backend.constants = self._record
+            backend.intervals = None  # scored on the point predictions; intervals cost time
             self._backends[key] = backend
         return self._backends[key]
 

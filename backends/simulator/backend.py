@@ -22,6 +22,7 @@ from .agg import agg_point
 from .constants import ENGINES, Constants, load_constants
 from .costs import WorkerCost
 from .disagg import disagg_point, kv_transfer_s
+from .intervals import IntervalModel, PointContext, load_intervals, load_ratio
 from .openloop import agg_open_point, disagg_open_point, spread_lengths
 
 __all__ = ["OPTIONS", "VERSION", "SimulatorBackend"]
@@ -58,6 +59,9 @@ class SimulatorBackend:
             raise ConfigError("backend.options.constants", path, "must be a path to a YAML file")
         self._constants_path = path
         self.constants: Constants = load_constants(path)
+        #: Calibrated interval model attached to every point; None leaves the intervals NaN
+        #: (``tuner validate`` scores the point predictions only).
+        self.intervals: IntervalModel | None = load_intervals()
         self.engine = str(options.get("engine", "vllm"))
         if self.engine not in ENGINES:
             raise ConfigError("backend.options.engine", self.engine, f"allowed: {', '.join(ENGINES)}")
@@ -92,6 +96,7 @@ class SimulatorBackend:
             assert deployment.agg is not None
             cost = WorkerCost(deployment.agg, problem, consts, engine=self.engine, mtp=self._mtp)
             agg, gpus = deployment.agg, deployment.gpus()
+            est_cost, est_group = cost, agg
 
             def predict(level: float) -> LoadPoint:
                 if workload.open_loop:
@@ -109,8 +114,11 @@ class SimulatorBackend:
                     return disagg_open_point(pcost, dcost, deployment, workload, rate_rps=level, xfer_s=xfer)
                 return disagg_point(pcost, dcost, deployment, workload, concurrency=int(level), xfer_s=xfer)
 
+            est_cost, est_group = dcost, deployment.decode  # saturation: the decode pool
+
         for level in workload.load_keys:
             point = spread_lengths(predict(level), workload)
+            point = self._estimate(point, deployment, problem, est_cost, est_group, max(1, point.concurrency))
             points.append(point)
             if on_point is not None:
                 on_point(point)
@@ -129,6 +137,24 @@ class SimulatorBackend:
         if self._constants_path is not None:
             out["constants_file"] = self._constants_path
         return out
+
+    def _estimate(
+        self,
+        point: LoadPoint,
+        deployment: Deployment,
+        problem: Problem,
+        cost: WorkerCost,
+        group: Any,
+        conc: int,
+    ) -> LoadPoint:
+        """``point`` with its calibrated intervals (``intervals.yaml``), when that file exists;
+        saturation is judged on the decode pool for disagg."""
+        model = self.intervals
+        if model is None:
+            return point
+        c_rank, ratio = load_ratio(cost, group, problem.workload, conc)
+        ctx = PointContext.of(problem, deployment, engine=self.engine, c_rank=c_rank, ratio=ratio)
+        return model.attach(point, ctx)
 
     @property
     def _mtp(self) -> float:

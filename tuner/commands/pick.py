@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from serving import ConfigError
+
+from ..confidence import parse_confidence
 from ..console import near_table, pick_table, point_dict
 from ..pick import closest_points
 from ..rundir import finalize
@@ -36,10 +39,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.add_argument("--percentile", type=int, choices=(50, 90, 99))
     p.add_argument("--max-e2e-ms", type=non_negative_float, metavar="MS")
     p.add_argument("--min-goodput", type=share, metavar="SHARE", help="e.g. 0.99")
+    p.add_argument(
+        "--confidence",
+        type=_confidence,
+        metavar="C",
+        help="robust pick: a point meets the SLA only when its one-sided C bound does "
+        "(0.5-0.99; 0.5 = no margin; default 0.9 for simulator points)",
+    )
     p.add_argument("--out", help="where to write pick.yaml and deploy/ (default: RUN)")
     p.add_argument("--json", action="store_true", help="the pick as JSON on stdout")
     add_export_args(p)
     p.set_defaults(func=run)
+
+
+def _confidence(text: str) -> float:
+    try:
+        return parse_confidence(text, "--confidence")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.allowed.join(["got " + repr(text[:40]) + "; ", ""])) from None
 
 
 def _sla(base: SLA, args: argparse.Namespace) -> SLA:
@@ -54,6 +71,7 @@ def _sla(base: SLA, args: argparse.Namespace) -> SLA:
         percentile=int(given("percentile", base.percentile)),  # type: ignore[call-overload]
         max_e2e_ms=given("max_e2e_ms", base.max_e2e_ms),  # type: ignore[arg-type]
         min_goodput=given("min_goodput", base.min_goodput),  # type: ignore[arg-type]
+        confidence=given("confidence", base.confidence),  # type: ignore[arg-type]
     )
 
 

@@ -1,0 +1,238 @@
+"""Calibrated 80% intervals for the simulator's TTFT, TPOT and tok/s/GPU (issue 14 part 3).
+
+The interval of a predicted metric ``p`` is ``p * exp(s * Q(0.1)) .. p * exp(s * Q(0.9))``
+where ``Q`` is the empirical quantile function of the standardised out-of-sample log error
+``log(measured / predicted) / s`` and the scale ``s = exp(b . x)`` grows with how far the
+point lies from the calibration data. ``x`` holds:
+
+- ``new_engine``, ``new_generation``, ``new_gpu``, ``new_precision``, ``new_model``,
+  ``new_family``: ``1 / sqrt(1 + n)`` for the ``n`` calibration rows sharing the point's
+  engine family, GPU generation, GPU, precision, model, and model family (dense/MoE, MLA,
+  sliding-window); 1 when none does;
+- ``beyond_range``: how far (natural log units, summed) the point's input length, output
+  length and per-rank concurrency lie outside the calibrated ranges;
+- ``saturation``: ``clip(log2(c_rank / batch capacity) + 1, 0, 3)``: 0 up to half the batch
+  a rank can hold, 1 at a full batch, more as the engine queue grows;
+- indicators of engine family, Blackwell and disaggregated serving (their own error level).
+
+``b`` (non-negative on the extrapolation terms, so less support never narrows the interval)
+and ``Q`` are fitted by ``benchmarks/fidelity/fit_intervals.py`` on grouped cross-validation
+residuals and stored, with the calibration file's support counts and ranges, in
+``intervals.yaml``: a formula per point, no per-point lookup.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from serving import Deployment, LoadPoint, Problem, WorkerGroup, Workload
+from serving.arch import ModelArch
+
+from .agg import batch_capacity
+from .costs import WorkerCost
+
+__all__ = [
+    "FEATURES",
+    "INTERVALS_FILE",
+    "LEVEL",
+    "METRICS",
+    "IntervalModel",
+    "PointContext",
+    "family",
+    "load_intervals",
+    "load_ratio",
+]
+
+INTERVALS_FILE = Path(__file__).with_name("intervals.yaml")
+#: Two-sided level of the stored intervals; its upper end is the one-sided 90% bound.
+LEVEL = 0.8
+#: Metrics with an interval, as LoadPoint field stems (``<stem>_low`` / ``<stem>_high``).
+METRICS = ("ttft_ms", "tpot_ms", "tok_s_gpu")
+#: Support categories, each a PointContext attribute counted over the calibration rows.
+SUPPORT = ("engine", "generation", "hardware", "precision", "model", "family")
+#: Scale features, in the order of the fitted coefficients.
+FEATURES = (
+    "bias",
+    "new_engine",
+    "new_generation",
+    "new_gpu",
+    "new_precision",
+    "new_model",
+    "new_family",
+    "beyond_range",
+    "saturation",
+    "engine_sglang",
+    "engine_vllm",
+    "blackwell",
+    "disagg",
+)
+#: Features whose coefficient is kept >= 0 (extrapolation may only widen an interval).
+MONOTONE = FEATURES[1:9]
+
+
+def family(arch: ModelArch) -> str:
+    """Model family for support counting: dense or MoE, plus MLA and sliding-window."""
+    name = "moe" if arch.experts else "dense"
+    if arch.kv_lora_rank:
+        name += "-mla"
+    if getattr(arch, "sliding_window", 0):
+        name += "-swa"
+    return name
+
+
+@dataclass(frozen=True)
+class PointContext:
+    """What the interval of one predicted point depends on."""
+
+    engine: str
+    generation: str
+    hardware: str
+    precision: str
+    model: str
+    family: str
+    mode: str
+    isl: int
+    osl: int
+    c_rank: float
+    load_ratio: float
+
+    @classmethod
+    def of(
+        cls, problem: Problem, deployment: Deployment, *, engine: str, c_rank: float, ratio: float
+    ) -> PointContext:
+        return cls(
+            engine=engine,
+            generation=problem.gpu.generation,
+            hardware=problem.gpu.name,
+            precision=problem.precision,
+            model=problem.arch.name,
+            family=family(problem.arch),
+            mode=deployment.mode,
+            isl=problem.workload.isl,
+            osl=problem.workload.osl,
+            c_rank=c_rank,
+            load_ratio=ratio,
+        )
+
+
+def load_ratio(
+    cost: WorkerCost, group: WorkerGroup, workload: Workload, concurrency: int
+) -> tuple[float, float]:
+    """(users per DP rank of ``group``, that over the batch a rank can hold)."""
+    c_rank = concurrency / (group.count * group.parallel.dp)
+    return c_rank, c_rank / batch_capacity(cost, group, workload)
+
+
+def _outside(value: float, bounds: tuple[float, float]) -> float:
+    lo, hi = bounds
+    if value <= 0 or lo <= 0:
+        return 0.0
+    return max(0.0, math.log(value / hi), math.log(lo / value))
+
+
+@dataclass(frozen=True)
+class IntervalModel:
+    """Fitted interval parameters (see the module docstring) and the data's support."""
+
+    support: Mapping[str, Mapping[str, int]]
+    ranges: Mapping[str, tuple[float, float]]
+    coefficients: Mapping[str, Mapping[str, float]]
+    quantiles: Mapping[str, Mapping[float, float]]
+
+    def features(self, ctx: PointContext) -> dict[str, float]:
+        x = {"bias": 1.0}
+        for name in SUPPORT:
+            n = self.support.get(name, {}).get(getattr(ctx, name), 0)
+            x["new_" + ("gpu" if name == "hardware" else name)] = 1.0 / math.sqrt(1.0 + n)
+        x["beyond_range"] = sum(
+            _outside(float(getattr(ctx, k)), self.ranges[k])
+            for k in ("isl", "osl", "c_rank")
+            if k in self.ranges
+        )
+        ratio = max(ctx.load_ratio, 1e-9)
+        x["saturation"] = min(3.0, max(0.0, math.log2(ratio) + 1.0))
+        x["engine_sglang"] = float(ctx.engine == "sglang")
+        x["engine_vllm"] = float(ctx.engine == "vllm")
+        x["blackwell"] = float(ctx.generation == "blackwell")
+        x["disagg"] = float(ctx.mode == "disagg")
+        return x
+
+    def scale(self, metric: str, x: Mapping[str, float]) -> float:
+        coef = self.coefficients[metric]
+        return math.exp(sum(coef.get(k, 0.0) * v for k, v in x.items()))
+
+    @cached_property
+    def _tables(self) -> dict[str, list[tuple[float, float]]]:
+        return {m: sorted(q.items()) for m, q in self.quantiles.items()}
+
+    def quantile(self, metric: str, p: float) -> float:
+        """Standardised log-error quantile at probability ``p`` (linear in between)."""
+        table = self._tables[metric]
+        if p <= table[0][0]:
+            return table[0][1]
+        for (p0, q0), (p1, q1) in itertools.pairwise(table):
+            if p <= p1:
+                return q0 + (q1 - q0) * (p - p0) / (p1 - p0)
+        return table[-1][1]
+
+    def bounds(
+        self, metric: str, value: float, x: Mapping[str, float], *, level: float = LEVEL
+    ) -> tuple[float, float]:
+        """The central ``level`` interval of the measured value around prediction ``value``."""
+        s = self.scale(metric, x)
+        tail = (1.0 - level) / 2.0
+        return value * math.exp(s * self.quantile(metric, tail)), value * math.exp(
+            s * self.quantile(metric, 1 - tail)
+        )
+
+    def attach(self, point: LoadPoint, ctx: PointContext) -> LoadPoint:
+        """``point`` with its ``<metric>_low`` / ``<metric>_high`` fields filled."""
+        x = self.features(ctx)
+        values: dict[str, Any] = {}
+        for metric in METRICS:
+            lo, hi = self.bounds(
+                metric, float(getattr(point, metric if metric == "tok_s_gpu" else f"{metric}_p50")), x
+            )
+            values[f"{metric}_low"], values[f"{metric}_high"] = lo, hi
+        return replace(point, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": LEVEL,
+            "support": {k: dict(v) for k, v in self.support.items()},
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+            "metrics": {
+                m: {
+                    "coefficients": dict(self.coefficients[m]),
+                    "quantiles": {float(p): q for p, q in sorted(self.quantiles[m].items())},
+                }
+                for m in METRICS
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IntervalModel:
+        metrics = data["metrics"]
+        return cls(
+            support={k: {str(n): int(c) for n, c in v.items()} for k, v in data["support"].items()},
+            ranges={k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()},
+            coefficients={m: {k: float(v) for k, v in metrics[m]["coefficients"].items()} for m in METRICS},
+            quantiles={m: {float(p): float(q) for p, q in metrics[m]["quantiles"].items()} for m in METRICS},
+        )
+
+
+@lru_cache(maxsize=4)
+def load_intervals(path: str | None = None) -> IntervalModel | None:
+    """The interval model in ``path`` (default: the packaged file); None when absent."""
+    target = Path(path) if path else INTERVALS_FILE
+    if not target.is_file():
+        return None
+    return IntervalModel.from_dict(yaml.safe_load(target.read_text()))
