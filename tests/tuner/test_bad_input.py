@@ -394,7 +394,7 @@ CASES = [
         2,
         "sla.percentile: got 75; allowed: 50, 90, 99",
     ),
-    Case("sla unknown key", lambda c: c.spec({"sla.max_e2e_ms": 5}), 2, "sla.max_e2e_ms: got 5; unknown key"),
+    Case("sla unknown key", lambda c: c.spec({"sla.max_itl_ms": 5}), 2, "sla.max_itl_ms: got 5; unknown key"),
     Case(
         "trials 0", lambda c: c.spec({"study.trials": 0}), 2, "study.trials: got 0; must be an integer >= 1"
     ),
