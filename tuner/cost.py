@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from serving import LoadPoint
 from serving.catalog import gpu_price_usd_per_hour
 
+from .front import pareto_front
 from .results import MeasuredPoint
 
 __all__ = [
@@ -60,13 +61,5 @@ def spec_price(gpu: str | None, override: float | None) -> float | None:
 def cost_front(points: Sequence[MeasuredPoint]) -> list[MeasuredPoint]:
     """Points not dominated in ($/Mtok, tok/s/user): the least cost per output token at
     each interactivity, both compared at one price, so ranked by output tok/s/GPU; sorted by
-    interactivity ascending (the chart's x axis). Exact duplicates keep the first seen."""
-    ordered = sorted(points, key=lambda m: (-m.point.tok_s_user, -m.point.output_tok_s_gpu))
-    front: list[MeasuredPoint] = []
-    best = float("-inf")
-    for m in ordered:
-        if m.point.output_tok_s_gpu > best:
-            front.append(m)
-            best = m.point.output_tok_s_gpu
-    front.reverse()
-    return front
+    interactivity ascending (the chart's x axis); past-capacity points left out, as on the main front."""
+    return pareto_front(points, throughput="output_tok_s_gpu")
