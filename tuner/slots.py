@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol
 
-__all__ = ["Placement", "SlotPool", "pack"]
+__all__ = ["GpuSlots", "Placement", "SlotPool", "pack"]
 
 #: (node index, GPU index within the node) of every GPU a request received, sorted.
 Placement = tuple[tuple[int, int], ...]
@@ -85,6 +86,16 @@ def pack(
                 left[node].discard(g)
         out.append(place)
     return out
+
+
+class GpuSlots(Protocol):
+    """What the study needs of a worker's GPUs: how many, and a block of them per trial
+    (:class:`SlotPool` in one process; :class:`~tuner.shared_slots.SharedSlotPool` across the
+    worker processes of a machine)."""
+
+    capacity: int
+
+    def slots(self, n: int) -> AbstractContextManager[tuple[int, ...]]: ...
 
 
 class SlotPool:

@@ -45,7 +45,7 @@ from .outages import StorageOutage
 from .results import MeasuredPoint
 from .samplers import CONSTRAINT_ATTR
 from .sla import SLA
-from .slots import SlotPool
+from .slots import GpuSlots
 from .storage import Claims
 
 __all__ = [
@@ -189,7 +189,7 @@ class _Run:
     known: dict[str, _Known]
     summary: StudySummary
     claims: Claims | None
-    slots: SlotPool | None
+    slots: GpuSlots | None
     log_dir: str | None = None
     explorer: Explorer | None = None
     heartbeats: Heartbeats | None = None
@@ -224,7 +224,7 @@ def run_trials(
     on_trial: Callable[[TrialOutcome, StudySummary], None] | None = None,
     distinct: int | None = None,
     claims: Claims | None = None,
-    slots: SlotPool | None = None,
+    slots: GpuSlots | None = None,
     log_dir: str | None = None,
     explorer: Explorer | None = None,
     heartbeats: Heartbeats | None = None,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import optuna
 
@@ -21,7 +22,8 @@ import backends
 from .errors import TunerError
 from .explore import explorer_for
 from .outages import OUTAGE_S, StorageOutage
-from .slots import SlotPool
+from .shared_slots import SLOTS_ENV, SharedSlotPool
+from .slots import GpuSlots, SlotPool
 from .spec import StudySpec, build_problem
 from .storage import HEARTBEAT_S, storage_errors
 from .studies import BUDGET_ATTR, claims_for, heartbeats_for, join_study, space_of
@@ -45,13 +47,16 @@ def work(
     outage_s: float = OUTAGE_S,
     seed: int | None = None,
     on_trial: Callable[[TrialOutcome, StudySummary], None] | None = None,
+    slots_file: str | None = None,
 ) -> StudySummary:
     """``tuner worker``: run trials of a shared study until its budget is finished.
 
     ``gpus``: the GPUs this worker places candidates on (default: the spec's fleet); used
     by backends that accept a :class:`~backends.base.MeasureContext`. ``outage_s``: how
     long storage calls are retried while the database is unreachable before the worker
-    gives up (:class:`~tuner.errors.StorageError`).
+    gives up (:class:`~tuner.errors.StorageError`). ``slots_file``: share the GPUs with the
+    other workers of this machine that name the same file (the local workers of
+    ``tuner tune --workers N``), so no GPU runs two trials; without it the worker owns them.
     """
     if seed is None:  # workers must not all draw the same candidates
         seed = (os.getpid() * 7919 + time.time_ns()) % 2**31
@@ -62,7 +67,12 @@ def work(
     n_trials = trials or int(study.user_attrs.get(BUDGET_ATTR, spec.study.trials))
     per_node = spec.hardware.gpus_per_node
     total = gpus or spec.hardware.gpus
-    slots = SlotPool(nodes=-(-total // per_node), gpus_per_node=min(per_node, total))
+    nodes, gpn = -(-total // per_node), min(per_node, total)
+    slots: GpuSlots = (
+        SharedSlotPool(slots_file, nodes=nodes, gpus_per_node=gpn)
+        if slots_file
+        else SlotPool(nodes=nodes, gpus_per_node=gpn)
+    )
     with storage_errors(storage_url):
         heartbeats = heartbeats_for(storage, study, interval_s=heartbeat_s)
         outage = StorageOutage(
@@ -111,12 +121,18 @@ def worker_command(spec: StudySpec, index: int) -> tuple[list[str], dict[str, st
         "--seed",
         str(spec.study.seed + index),
     ]
-    return cmd, {**os.environ, STORAGE_ENV: spec.storage_url()}
+    return cmd, {**os.environ, STORAGE_ENV: spec.storage_url(), SLOTS_ENV: str(slots_file_of(spec))}
+
+
+def slots_file_of(spec: StudySpec) -> Path:
+    """The GPU slot file the local workers of a run share (in its run directory)."""
+    return Path(spec.output_dir) / "gpu-slots.json"
 
 
 def run_local_workers(spec: StudySpec, workers: int, study: optuna.Study) -> StudySummary:
     """Start ``workers`` local ``tuner worker`` processes on the study and wait for them."""
     procs = []
+    slots_file_of(spec).unlink(missing_ok=True)  # a killed earlier run's holders are gone
     for i in range(workers):
         cmd, env = worker_command(spec, i)
         procs.append(subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent))

@@ -59,7 +59,7 @@ class FlakyBackend:
 
 class SlowBackend:
     """The simulator at a live backend's pace: ``sleep_s`` per load point, each delivered
-    through ``on_point`` as it is "measured"; records the GPUs each trial was given.
+    through ``on_point`` as it is "measured"; logs the GPUs each point ran on and when.
 
     Registered through the ``TUNER_TEST_BACKENDS`` entry in worker subprocesses (see
     tests/tuner/test_workers.py), or the ``slow_backend`` fixture in-process.
@@ -86,11 +86,13 @@ class SlowBackend:
     ) -> list[LoadPoint]:
         out = []
         for point in self._sim.measure(deployment, problem):
+            began = time.time()
             time.sleep(self._sleep_s)
-            if self._log is not None:  # one line per measured point: what was really run, where
+            if self._log is not None:  # one line per measured point: what, where and when
                 with self._log.open("a") as fh:
                     devices = list(context.devices) if context and context.devices else None
-                    fh.write(json.dumps([os.getpid(), deployment.key(), point.concurrency, devices]) + "\n")
+                    row = [os.getpid(), deployment.key(), point.concurrency, devices, began, time.time()]
+                    fh.write(json.dumps(row) + "\n")
             if on_point is not None:
                 on_point(point)
             out.append(point)

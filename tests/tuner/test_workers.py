@@ -237,3 +237,60 @@ def test_killed_tune_resumes_without_losing_points(tmp_path: Path) -> None:
     assert len(retry) == 1 and retry[0].state.is_finished()
     assert sum(t.state.is_finished() for t in trials) >= 8  # the budget is finished
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def _overlaps(log: Path) -> list[tuple[int, int, int]]:
+    """(device, pid, pid) for every two points of different workers that ran on one GPU at
+    the same time, from the slow backend's log (pid, key, concurrency, devices, began, ended)."""
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    out = []
+    for i, (pid_a, _, _, dev_a, t0_a, t1_a) in enumerate(rows):
+        for pid_b, _, _, dev_b, t0_b, t1_b in rows[i + 1 :]:
+            if pid_a != pid_b and t0_a < t1_b and t0_b < t1_a:
+                out += [(d, pid_a, pid_b) for d in set(dev_a) & set(dev_b)]
+    return out
+
+
+@pytest.mark.postgres
+def test_local_workers_share_the_machines_gpus(tmp_path: Path, pg_url: str) -> None:
+    """Two workers on one machine with the slot file `tuner tune --workers N` gives them:
+    every GPU runs one trial at a time across both (per-process pools both start on GPU 0)."""
+    log = tmp_path / "measured.jsonl"
+    study = _shared_study(
+        tmp_path,
+        pg_url,
+        "gpu-slots",
+        backend={"name": "slow", "options": {"sleep_s": 0.05, "log": str(log)}},
+        study={"sampler": "random", "trials": 16},
+    )
+    slots = tmp_path / "run" / "gpu-slots.json"
+    procs = [
+        tuner_proc(
+            "worker",
+            "--storage",
+            pg_url,
+            "--study",
+            "gpu-slots",
+            "--seed",
+            str(i),
+            "--slots",
+            str(slots),
+            "-q",
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        _, stderr = p.communicate(timeout=180)
+        assert p.returncode == 0, stderr.decode()
+    assert len({json.loads(line)[0] for line in log.read_text().splitlines()}) == 2, "both workers measured"
+    assert _overlaps(log) == []
+    assert all(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
+def test_tune_workers_share_one_slot_file(tmp_path: Path) -> None:
+    from tuner.workers import SLOTS_ENV, slots_file_of, worker_command
+
+    spec = load_spec(small_spec(tmp_path))
+    envs = [worker_command(spec, i)[1] for i in range(3)]
+    assert {e[SLOTS_ENV] for e in envs} == {str(slots_file_of(spec))}
+    assert slots_file_of(spec).parent == Path(spec.output_dir)

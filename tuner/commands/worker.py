@@ -12,6 +12,7 @@ import os
 from ..console import summary_line
 from ..errors import ConfigError
 from ..outages import OUTAGE_S
+from ..shared_slots import SLOTS_ENV
 from ..storage import HEARTBEAT_S, redact
 from ..workers import STORAGE_ENV, work
 from ._common import err, int_in, non_negative_float
@@ -54,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         help=f"retry storage calls for up to S seconds while the database is unreachable "
         f"(default {OUTAGE_S:.0f}: a database restart), then exit 2",
     )
+    p.add_argument(
+        "--slots",
+        metavar="FILE",
+        help="share GPU slots through FILE with the other workers of this machine that name it "
+        f"(default: ${SLOTS_ENV}, which `tuner tune --workers N` sets); without it this worker "
+        "owns every GPU of --gpus",
+    )
     p.add_argument("--seed", type=int_in(0), help="sampler seed (default: differs per worker)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     p.set_defaults(func=run)
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             heartbeat_s=args.heartbeat,
             outage_s=args.storage_outage,
             seed=args.seed,
+            slots_file=args.slots or os.environ.get(SLOTS_ENV) or None,
         )
     except KeyboardInterrupt:
         where = f"--storage {redact(url)} " if args.storage else ""
