@@ -34,7 +34,7 @@ from .results import MeasuredPoint
 from .rundir import RunData, finalize
 from .screen import Screening, screen
 from .spec import StudySpec, build_problem
-from .storage import Claims, WriteBehind, open_storage, storage_errors
+from .storage import Claims, open_storage, storage_errors
 from .studies import (
     BACKEND_ATTR,
     BUDGET_ATTR,
@@ -47,6 +47,7 @@ from .studies import (
 )
 from .study import StudySummary, TrialOutcome, load_measured, run_trials
 from .workers import run_local_workers
+from .write_behind import WriteBehind
 
 __all__ = ["TuneResult", "tune"]
 
@@ -122,7 +123,7 @@ def tune(
         study = open_study(spec, storage, candidates=screened.candidates if screened else None)
         if spec.study.storage is None:  # the run directory's own study: we hold its lock
             _retry_orphans(study, storage)
-        buffer = WriteBehind(study) if backend.capabilities.instant and not shared else None
+        buffer = WriteBehind(study, url=url) if backend.capabilities.instant and not shared else None
         mark_writer(study, buffered=buffer is not None)  # workers refuse a buffered run
         work = buffer.memory if buffer else study
         n_trials, screening = _prepare(

@@ -1,4 +1,4 @@
-"""Optuna storage for a study: URLs, connection errors, heartbeats, and a write-behind buffer.
+"""Optuna storage for a study: URLs, connection errors, and the claims on deployments.
 
 URLs: ``sqlite:///PATH`` (the run directory's default), ``postgresql://...`` (mapped to
 SQLAlchemy's ``postgresql+psycopg://`` driver, the ``postgres`` extra), any other SQLAlchemy
@@ -8,9 +8,8 @@ URL Optuna's RDB storage accepts, and ``grpc://HOST:PORT`` for Optuna's gRPC sto
 A SQLite study gets WAL journaling with ``synchronous=NORMAL``: every commit survives a
 killed process (what resume needs) without an fsync per write, which halves the cost of a
 trial. Backends that price a candidate in microseconds (the simulator) run a single process
-against an in-memory twin of the study (:class:`WriteBehind`) whose finished trials are
-copied to the durable storage every ``interval_s`` and on exit. A study shared by several
-workers never uses it: its trials go straight to the database.
+against an in-memory twin of the study (:class:`tuner.write_behind.WriteBehind`). A study
+shared by several workers never uses it: its trials go straight to the database.
 
 Every storage failure becomes a :class:`StorageError` (one line, exit 2) in one place,
 :func:`storage_errors`; transient ones (server starting, refused or dropped connection) are
@@ -37,7 +36,6 @@ from .errors import StorageError
 __all__ = [
     "GRACE_FACTOR",
     "HEARTBEAT_S",
-    "WriteBehind",
     "classify",
     "normalize_url",
     "open_storage",
@@ -221,41 +219,6 @@ def _retrying(url: str, connect: Any) -> Any:
             log.warning("storage %s: %s; retry %d in %.2f s", redact(url), message, attempt + 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
-
-
-class WriteBehind:
-    """An in-memory twin of ``durable`` that the study runs on; see the module docstring.
-
-    The twin starts with every finished trial of the durable study, so samplers, duplicate
-    detection and the trial budget see the whole history of a resumed run. Trials are
-    copied in order, each once: a flush interrupted by a kill leaves a prefix of them
-    stored, and the resumed run starts from what is stored.
-    """
-
-    def __init__(self, durable: optuna.Study, *, interval_s: float = 2.0) -> None:
-        self.durable = durable
-        self.interval_s = interval_s
-        self.memory = optuna.create_study(
-            directions=durable.directions, sampler=durable.sampler, study_name=durable.study_name
-        )
-        finished = [t for t in durable.get_trials(deepcopy=False) if t.state.is_finished()]
-        self.memory.add_trials(finished)
-        self._flushed = len(finished)
-        self._last = time.monotonic()
-
-    def maybe_flush(self) -> None:
-        if time.monotonic() - self._last >= self.interval_s:
-            self.flush()
-
-    def flush(self) -> None:
-        """Copy trials finished since the last flush to the durable storage."""
-        trials = self.memory.get_trials(deepcopy=False)
-        for t in trials[self._flushed :]:
-            if not t.state.is_finished():
-                break
-            self.durable.add_trial(t)
-            self._flushed += 1  # counted per trial: a failed add leaves the rest for the next flush
-        self._last = time.monotonic()
 
 
 class Claims:

@@ -1,0 +1,76 @@
+"""The write-behind twin: every finished trial stored once, in order, by a writer process."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import optuna
+
+from tuner.storage import open_storage
+from tuner.write_behind import WriteBehind
+
+
+def _durable(tmp_path: Path) -> tuple[optuna.Study, str]:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    return optuna.create_study(study_name="wb", storage=open_storage(url)), url
+
+
+def _run(study: optuna.Study, n: int) -> None:
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("points", [{"concurrency": c, "tok_s_gpu": float(c)} for c in range(40)])
+        return trial.suggest_float("x", 0, 1) + trial.suggest_int("n", 1, 64, log=True)
+
+    study.optimize(objective, n_trials=n)
+
+
+def _stored(study: optuna.Study) -> list[tuple[float, int]]:
+    return [(t.params["x"], t.params["n"]) for t in study.get_trials(deepcopy=False)]
+
+
+def test_background_copies_then_flush_store_each_trial_once_in_order(tmp_path: Path) -> None:
+    durable, url = _durable(tmp_path)
+    buffer = WriteBehind(durable, url=url, interval_s=0.0)
+    for _ in range(6):
+        _run(buffer.memory, 5)
+        buffer.maybe_flush()  # returns at once; a writer process copies meanwhile
+    buffer.flush()
+    assert _stored(durable) == _stored(buffer.memory)
+    assert len(durable.trials) == 30
+
+
+def test_the_copy_runs_in_another_process(tmp_path: Path) -> None:
+    durable, url = _durable(tmp_path)
+    buffer = WriteBehind(durable, url=url, interval_s=0.0)
+    _run(buffer.memory, 40)
+    buffer.maybe_flush()
+    deadline = time.monotonic() + 60
+    while len(durable.get_trials(deepcopy=False)) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the parent does nothing: only a writer process can be storing
+    assert len(durable.get_trials(deepcopy=False)) == 40
+    buffer.flush()
+    assert len(durable.trials) == 40
+
+
+def test_a_writer_killed_part_way_leaves_a_prefix_the_flush_completes(tmp_path: Path) -> None:
+    durable, url = _durable(tmp_path)
+    buffer = WriteBehind(durable, url=url, interval_s=0.0)
+    _run(buffer.memory, 120)
+    buffer.maybe_flush()
+    time.sleep(0.2)
+    writer = multiprocessing.active_children()
+    assert writer, "a writer process copies the trials"
+    os.kill(writer[0].pid, signal.SIGKILL)
+    buffer.flush()
+    assert _stored(durable) == _stored(buffer.memory), "no trial lost or stored twice"
+
+
+def test_without_a_url_every_copy_is_inline(tmp_path: Path) -> None:
+    durable, _ = _durable(tmp_path)
+    buffer = WriteBehind(durable, interval_s=0.0)
+    _run(buffer.memory, 3)
+    buffer.maybe_flush()
+    assert len(durable.trials) == 3
