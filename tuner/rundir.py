@@ -181,50 +181,51 @@ def _draw_chart(
     *,
     usd_per_gpu_hour: float | None = None,
 ) -> Callable[[], None]:
-    """Draw pareto.png (and cost.png beside it, given a price) in a forked child and return
-    the function that waits for it; draws inline where fork is unavailable or unsafe (other
-    threads alive: a forked child could inherit a lock one of them holds)."""
-    kwargs = {"sla": sla, "pick": pick, "title": title, "usd_per_gpu_hour": usd_per_gpu_hour}
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
-        _plot_both(path, points, **kwargs)  # type: ignore[arg-type]
-        return lambda: None
-    child = multiprocessing.get_context("fork").Process(
-        target=_plot_child, args=(path, points), kwargs=kwargs
-    )
-    child.start()
-
-    def wait() -> None:
-        child.join()
-        code = child.exitcode or 0
-        if code > _OS_ERROR_EXIT:
-            raise OSError(code - _OS_ERROR_EXIT, os.strerror(code - _OS_ERROR_EXIT), str(path))
-        if code != 0:
-            raise TunerError(f"drawing {path} failed (exit code {code}); rerun `tuner show`")
-
-    return wait
-
-
-#: The chart child exits with this plus the errno of an OSError (e.g. 128 = 100 + ENOSPC),
-#: which the parent raises again: a full disk is one line, not the child's traceback.
-_OS_ERROR_EXIT = 100
-
-
-def _plot_both(
-    path: Path, points: Sequence[MeasuredPoint], *, usd_per_gpu_hour: float | None, **kwargs: Any
-) -> None:
-    """pareto.png at ``path``; cost.png beside it when there is a price, else none (an old
-    one removed: it priced another GPU)."""
-    plot_front(path, points, **kwargs)
+    """Draw pareto.png (and cost.png beside it, given a price; else an old one is removed: it
+    priced another GPU), each in its own forked child, and return the function that waits
+    for them; draws inline where fork is unavailable or unsafe (other threads alive: a
+    forked child could inherit a lock one of them holds)."""
+    kwargs = {"sla": sla, "pick": pick, "title": title}
+    charts: list[tuple[Callable[..., None], Path, dict[str, Any]]] = [(plot_front, path, kwargs)]
     cost = path.with_name("cost.png")
     if usd_per_gpu_hour is None:
         cost.unlink(missing_ok=True)
     else:
-        plot_cost(cost, points, usd_per_gpu_hour=usd_per_gpu_hour, **kwargs)
+        charts.append((plot_cost, cost, {**kwargs, "usd_per_gpu_hour": usd_per_gpu_hour}))
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        for plot, where, kw in charts:
+            plot(where, points, **kw)
+        return lambda: None
+    children = []
+    fork = multiprocessing.get_context("fork")
+    for plot, where, kw in charts:
+        child = fork.Process(target=_plot_child, args=(plot, where, points, kw))
+        child.start()
+        children.append((child, where))
+
+    def wait() -> None:
+        for child, _ in children:
+            child.join()
+        for child, where in children:
+            code = child.exitcode or 0
+            if code > _OS_ERROR_EXIT:
+                raise OSError(code - _OS_ERROR_EXIT, os.strerror(code - _OS_ERROR_EXIT), str(where))
+            if code != 0:
+                raise TunerError(f"drawing {where} failed (exit code {code}); rerun `tuner show`")
+
+    return wait
 
 
-def _plot_child(path: Path, points: Sequence[MeasuredPoint], **kwargs: Any) -> None:
+#: A chart child exits with this plus the errno of an OSError (e.g. 128 = 100 + ENOSPC),
+#: which the parent raises again: a full disk is one line, not the child's traceback.
+_OS_ERROR_EXIT = 100
+
+
+def _plot_child(
+    plot: Callable[..., None], path: Path, points: Sequence[MeasuredPoint], kwargs: dict[str, Any]
+) -> None:
     try:
-        _plot_both(path, points, **kwargs)
+        plot(path, points, **kwargs)
     except OSError as exc:
         if exc.errno is None or not 0 < exc.errno < 256 - _OS_ERROR_EXIT:
             raise
