@@ -151,7 +151,9 @@ class LoadPoint:
     def without_energy(self, reason: str) -> LoadPoint:
         """This point with no energy, and why (shown in ``points.csv``)."""
         nan = float("nan")
-        return replace(self, energy_j=nan, tok_per_j=nan, energy_source="missing", energy_missing_reason=reason)
+        return replace(
+            self, energy_j=nan, tok_per_j=nan, energy_source="missing", energy_missing_reason=reason
+        )
 
     def metric(self, name: str, percentile: int = 50) -> float:
         """``metric("ttft_ms", 90)`` -> ``ttft_ms_p90``; plain names pass through."""
