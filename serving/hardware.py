@@ -27,6 +27,10 @@ class GPU:
     fp8_tflops: float = 0.0
     fp4_tflops: float = 0.0
     generation: str = ""
+    #: Maximum board power (TDP / max thermal design power) of one GPU, watts: the
+    #: simulator's energy estimate scales with it (``backends/simulator/power.py``). 0 means
+    #: not known (the energy of an estimated point is then missing, with that reason).
+    board_power_w: float = 0.0
     # -- measured on this node (None: use datasheet x the simulator's fitted fraction) ------
     #: Streaming HBM bandwidth a kernel reaches (copy), TB/s.
     measured_hbm_tb_s: float | None = None

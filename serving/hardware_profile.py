@@ -272,6 +272,7 @@ def gpu_from_entry(entry: Mapping[str, Any], *, device: str = "cuda") -> GPU:
         nvlink_domain=int(link["nvlink_domain"]),
         ib_gb_s=float(link["ib_gb_s"]),
         generation=str((entry.get("environment") or {}).get("generation") or ""),
+        board_power_w=_board_power_w(entry),
         measured_hbm_tb_s=_opt(m.get("hbm_copy_tb_s")),
         measured_bf16_tflops=_opt(m.get("gemm_bf16_tflops")),
         measured_fp8_tflops=_opt(m.get("gemm_fp8_tflops")),
@@ -281,6 +282,20 @@ def gpu_from_entry(entry: Mapping[str, Any], *, device: str = "cuda") -> GPU:
         measured_attn_decode_tb_s=_opt(m.get("attn_decode_tb_s")),
         measured_link_gb_s=_opt(m.get("allreduce_bus_gb_s")),
     )
+
+
+def _board_power_w(entry: Mapping[str, Any]) -> float:
+    """The card's power limit as NVML read it (``environment.power_limit_w``), else the
+    catalog GPU's board power, else 0 (not known)."""
+    limit = (entry.get("environment") or {}).get("power_limit_w")
+    if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 0:
+        return float(limit)
+    if entry.get("catalog_id"):
+        try:
+            return load_gpu(str(entry["catalog_id"])).board_power_w
+        except ConfigError:
+            return 0.0
+    return 0.0
 
 
 def _opt(value: Any) -> float | None:

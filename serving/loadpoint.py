@@ -7,9 +7,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["PERCENTILES", "LoadPoint"]
+__all__ = ["ENERGY_SOURCES", "PERCENTILES", "LoadPoint"]
 
 PERCENTILES = (50, 90, 99)
+#: Where a point's energy comes from: GPU counters (NVML), the simulator's power model, or
+#: nowhere (``energy_missing_reason`` says why).
+ENERGY_SOURCES = ("measured", "estimated", "missing")
+#: The reason stored points written before energy was recorded read back with.
+NOT_RECORDED = "not recorded"
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,14 @@ class LoadPoint:
     flight). ``utilization`` is the arrival rate over the deployment's capacity (NaN when not
     known): at 1 or more the queue grows without bound and the latencies only say how long
     the benchmark ran, so no SLA accepts such a point.
+
+    Energy: ``energy_j`` = joules all GPUs of the deployment drew over the point's window;
+    ``tok_per_j`` = **output** tokens per joule over that window (the convention of
+    :mod:`tuner.cost`: the whole bill is charged to the generated tokens, so tok/J and
+    $/Mtok count the same tokens). ``energy_source`` is ``measured`` (NVML counters),
+    ``estimated`` (the simulator's power model) or ``missing``, with
+    ``energy_missing_reason`` saying why (e.g. no NVML on this machine). Set them with
+    :meth:`with_energy` / :meth:`without_energy`, which hold the metric's definition.
     """
 
     concurrency: int
@@ -55,6 +68,11 @@ class LoadPoint:
     tpot_ms_high: float = float("nan")
     tok_s_gpu_low: float = float("nan")
     tok_s_gpu_high: float = float("nan")
+
+    energy_j: float = float("nan")
+    tok_per_j: float = float("nan")
+    energy_source: str = "missing"
+    energy_missing_reason: str = NOT_RECORDED
 
     @property
     def open_loop(self) -> bool:
@@ -113,6 +131,38 @@ class LoadPoint:
             num_requests=num_requests,
         )
 
+    def with_energy(self, energy_j: float, *, seconds: float, source: str) -> LoadPoint:
+        """This point with ``energy_j`` joules drawn over ``seconds`` by all its GPUs;
+        ``tok_per_j`` = output tokens in that window (output tok/s/GPU x GPUs x seconds)
+        over the joules. A non-positive or non-finite reading makes the energy missing."""
+        if source not in ENERGY_SOURCES[:2]:
+            raise ValueError(f"energy source must be one of {ENERGY_SOURCES[:2]}, got {source!r}")
+        if not (math.isfinite(energy_j) and energy_j > 0 and math.isfinite(seconds) and seconds > 0):
+            return self.without_energy(f"no usable reading ({energy_j} J over {seconds} s)")
+        tokens = self.output_tok_s_gpu * self.gpus * seconds
+        return self._with_energy_fields(
+            energy_j=energy_j,
+            tok_per_j=tokens / energy_j if math.isfinite(tokens) else float("nan"),
+            energy_source=source,
+            energy_missing_reason="",
+        )
+
+    def without_energy(self, reason: str) -> LoadPoint:
+        """This point with no energy, and why (shown in ``points.csv``)."""
+        nan = float("nan")
+        return self._with_energy_fields(
+            energy_j=nan, tok_per_j=nan, energy_source="missing", energy_missing_reason=reason
+        )
+
+    def _with_energy_fields(self, **values: Any) -> LoadPoint:
+        """``dataclasses.replace(self, **values)`` for the energy fields, at a fifth of its
+        cost: the simulator attaches energy to every point it prices, and ``replace`` runs
+        the 40-field ``__init__`` again. Equivalent because the record is frozen, plain
+        (no ``__post_init__``) and the values are set by the two methods above."""
+        out = object.__new__(LoadPoint)
+        out.__dict__.update(self.__dict__, **values)
+        return out
+
     def metric(self, name: str, percentile: int = 50) -> float:
         """``metric("ttft_ms", 90)`` -> ``ttft_ms_p90``; plain names pass through."""
         if name in ("ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"):
@@ -128,5 +178,10 @@ class LoadPoint:
         out: dict[str, Any] = {}
         for name, kind in kinds.items():
             if name in data and data[name] not in (None, ""):
-                out[name] = int(float(data[name])) if kind in ("int", int) else float(data[name])
+                if kind in ("str", str):
+                    out[name] = str(data[name])
+                else:
+                    out[name] = int(float(data[name])) if kind in ("int", int) else float(data[name])
+        if out.get("energy_source", "missing") != "missing":
+            out["energy_missing_reason"] = ""  # a stored reading: the blank reason read as absent
         return cls(**out)

@@ -11,6 +11,8 @@ one a screening or the guided search ranks candidates by.
   price-free reciprocal, million output tokens per GPU-hour (at one price the two rank the
   same, and a price change then changes no stored trial value), and max tok/s/user. Its
   front is tok/s/user against $/Mtok (:func:`tuner.cost.cost_front`).
+- ``energy``: max output tokens per joule and max tok/s/user; its front is tok/s/user
+  against tok/J (:mod:`tuner.energy`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from serving import LoadPoint
 
 from .cost import cost_front, mtok_per_gpu_hour
+from .energy import energy_front, energy_values
 from .front import pareto_front
 from .results import MeasuredPoint
 from .sla import SLA
@@ -67,6 +70,7 @@ OBJECTIVES: dict[str, Objective] = {
     "sla": Objective("sla", "best tok/s/GPU at the SLA", 1, _sla_values, pareto_front),
     "front": Objective("front", "tok/s/GPU and tok/s/user", 2, _front_values, pareto_front),
     "cost": Objective("cost", "$/Mtok and tok/s/user", 2, _cost_values, cost_front),
+    "energy": Objective("energy", "tok/J and tok/s/user", 2, energy_values, energy_front),
 }
 
 

@@ -24,13 +24,14 @@ from .costs import WorkerCost
 from .disagg import disagg_point, kv_transfer_s
 from .intervals import IntervalModel, PointContext, load_intervals, load_ratio
 from .openloop import agg_open_point, disagg_open_point, spread_lengths
+from .power import PowerModel
 
 __all__ = ["OPTIONS", "VERSION", "SimulatorBackend"]
 
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever predictions change for the same inputs and constants.
-VERSION = "3"
+VERSION = "4"  # 4: estimated energy (power.py) on every point
 #: Options ``SimulatorBackend`` accepts (the spec's ``backend.options``).
 OPTIONS = ("constants", "engine", "spec_decode")
 #: Speculative decoding the simulator models: none, or one multi-token-prediction draft.
@@ -86,7 +87,8 @@ class SimulatorBackend:
         on_point: PointCallback | None = None,
     ) -> list[LoadPoint]:
         """One predicted LoadPoint per level of the ladder (concurrency, or arrival rate for
-        an open loop: :mod:`.openloop`), in order."""
+        an open loop: :mod:`.openloop`), in order, each with its estimated energy
+        (:mod:`.power`)."""
         reason = self.check(deployment, problem)
         if reason is not None:
             raise CandidateFailed(reason)
@@ -116,9 +118,11 @@ class SimulatorBackend:
 
             est_cost, est_group = dcost, deployment.decode  # saturation: the decode pool
 
+        power = PowerModel(deployment, problem, draft_tokens=1 if self._mtp else 0)
         for level in workload.load_keys:
             point = spread_lengths(predict(level), workload)
             point = self._estimate(point, deployment, problem, est_cost, est_group, max(1, point.concurrency))
+            point = power.attach(point)
             points.append(point)
             if on_point is not None:
                 on_point(point)

@@ -243,7 +243,7 @@ class VllmBackend:
             )
             self._raise_on_errors(running, warm, "warm-up")
         for concurrency in wl.concurrency:
-            before, joules_before = _scrape_all(running), self._energy(running)
+            before, (joules_before, no_energy) = _scrape_all(running), self._energy(running)
             run = run_point(
                 running.load_urls,
                 model,
@@ -254,7 +254,11 @@ class VllmBackend:
             self._raise_on_errors(running, run, f"concurrency {concurrency}")
             server = {url: m.minus(before[url]) for url, m in _scrape_all(running).items()}
             point = summarize(run, gpus=deployment.gpus())
-            joules = self._energy(running) - joules_before
+            joules = self._energy(running)[0] - joules_before
+            if no_energy:
+                point = point.without_energy(no_energy)
+            else:
+                point = point.with_energy(joules, seconds=run.duration_s, source="measured")
             trial.add(point, run, server, joules)
             _warn_if_disagree(running, point, run, server)
             log.info(
@@ -276,14 +280,15 @@ class VllmBackend:
                 f"{what}: {len(run.errors)} of {len(run.records)} requests failed: {run.errors[0]}"
             )
 
-    def _energy(self, running: RunningDeployment) -> float:
-        """Joules counter over the deployment's GPUs (NaN on CPU or without NVML)."""
+    def _energy(self, running: RunningDeployment) -> tuple[float, str]:
+        """(joules counter over the deployment's GPUs, ""), or (NaN, why there is none):
+        on CPU or without NVML a point's energy is missing with that reason."""
         if self.options.devices != "cuda":
-            return math.nan
+            return math.nan, f"no NVML on this machine (devices: {self.options.devices})"
         try:
-            return energy_mj([i for w in running.plan.workers for i in w.gpu_ids]) / 1000.0
-        except NvmlUnavailable:
-            return math.nan
+            return energy_mj([i for w in running.plan.workers for i in w.gpu_ids]) / 1000.0, ""
+        except NvmlUnavailable as exc:
+            return math.nan, f"no NVML on this machine: {exc}"
 
 
 def _scrape_all(running: RunningDeployment) -> dict[str, ServerMetrics]:

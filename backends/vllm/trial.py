@@ -44,15 +44,13 @@ class TrialRecord:
 
     def add(self, point: LoadPoint, run: PointRun, server: dict[str, ServerMetrics], joules: float) -> None:
         self.points.append(point)
-        tokens = sum(r.prompt_tokens + r.output_tokens for r in run.records if r.ok)
         record = {
             "client": point.to_dict(),
             "duration_s": run.duration_s,
             "prompt_tokens": sum(r.prompt_tokens for r in run.records if r.ok),
             "output_tokens": sum(r.output_tokens for r in run.records if r.ok),
             "server": {url: m.to_dict() for url, m in server.items()},
-            "energy_j": None if math.isnan(joules) else joules,
-            "tokens_per_j": None if math.isnan(joules) or joules <= 0 else tokens / joules,
+            "energy_j": None if math.isnan(joules) else joules,  # tok_per_j etc.: in "client"
         }
         with (self.dir / "points.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")

@@ -215,6 +215,6 @@ def test_alternative_constants_file(tmp_path: pytest.TempPathFactory, sim: Simul
 
 def test_describe(sim: SimulatorBackend) -> None:
     info = sim.describe()
-    assert info["name"] == "simulator" and info["version"] == "3"
+    assert info["name"] == "simulator" and info["version"] == "4"
     assert info["engine"] == "vllm" and info["spec_decode"] == "none"
     assert 0.5 < info["constants"]["hbm_efficiency"] <= 0.95

@@ -8,6 +8,7 @@ structure and accounting (token counts, ordering, KV really transferred), not sp
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 from pathlib import Path
@@ -86,6 +87,10 @@ def test_agg_ladder_is_measured_and_everything_stops(tiny_model: Path, tmp_path:
         assert 0 < p.itl_ms_p50 <= p.itl_ms_p99 and p.e2e_ms_p50 > p.ttft_ms_p50
         assert p.tok_s_user == pytest.approx(1000 / p.tpot_ms_p50)
         assert p.tok_s_gpu == pytest.approx(p.output_tok_s_gpu * (ISL + OSL) / OSL)
+        # devices: cpu: no NVML, so the energy is missing and says why (and so does trial.json).
+        assert p.energy_source == "missing" and math.isnan(p.energy_j) and math.isnan(p.tok_per_j)
+        assert p.energy_missing_reason == "no NVML on this machine (devices: cpu)"
+        assert record["client"]["energy_missing_reason"] == p.energy_missing_reason
     trial = json.loads(next(logs.glob("trial-*/trial.json")).read_text())
     assert trial["failed"] is None and trial["points"] == 3 and trial["start_s"] > 0
     assert (logs / "trial-0" / "agg-0.log").stat().st_size > 0

@@ -43,7 +43,7 @@ def entry_for(gpu: GPU, **measured: float | None) -> dict[str, Any]:
         "catalog_id": gpu.name,
         "count": 8,
         "memory_gb": gpu.hbm_gb,
-        "environment": {"generation": gpu.generation, "power_limit_w": 700.0, "driver": "580.0"},
+        "environment": {"generation": gpu.generation, "power_limit_w": gpu.board_power_w, "driver": "580.0"},
         "datasheet": {
             "bf16_tflops": gpu.bf16_tflops,
             "fp8_tflops": gpu.fp8_tflops or None,
@@ -258,3 +258,12 @@ def test_profile_entry_is_not_mutated() -> None:
     before = copy.deepcopy(entry)
     gpu_from_entry(entry)
     assert entry == before
+
+
+def test_board_power_is_the_profiled_power_limit_else_the_catalogs() -> None:
+    entry = entry_for(load_gpu("B200"))
+    entry["environment"]["power_limit_w"] = 700.0  # a card NVML read at a 700 W limit
+    assert gpu_from_entry(entry).board_power_w == 700.0
+    del entry["environment"]["power_limit_w"]
+    assert gpu_from_entry(entry).board_power_w == load_gpu("B200").board_power_w == 1000.0
+    assert gpu_from_entry(unknown_entry()).board_power_w == 0.0  # the simulator's energy: missing

@@ -191,7 +191,7 @@ def test_cost_front_on_hand_built_points() -> None:
 
 
 def test_cost_objective_is_one_registry_entry_with_price_free_values() -> None:
-    assert set(OBJECTIVES) == {"sla", "front", "cost"}
+    assert set(OBJECTIVES) == {"sla", "front", "cost", "energy"}
     pts = [
         _point(tok_s_user=20, output_tok_s_gpu=1000, requests_s=5),
         _point(tok_s_user=80, output_tok_s_gpu=200, requests_s=1),
