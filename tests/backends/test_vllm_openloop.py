@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -242,3 +243,57 @@ def test_console_shows_the_rate_of_open_loop_points() -> None:
     )
     assert load_cell(closed) == "4"
     assert load_cell(dataclasses.replace(closed, request_rate_rps=8.0)) == "8.0 req/s"
+
+
+# -- bad live workloads: one line, exit 2, nothing started ---------------------------------
+LIVE_SPEC = """\
+model: meta-llama/Llama-3.1-8B
+precision: bf16
+hardware: {{gpu: H100, gpus: 2, gpus_per_node: 2}}
+workload:
+  concurrency: [1, 4]
+{workload}
+sla: {{min_tok_s_user: 10}}
+search_space: {{preset: small}}
+backend: {{name: vllm, options: {{devices: cpu, requests_per_point: 4}}}}
+study: {{trials: 2, guided: false}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("workload", "fragment"),
+    [
+        ("  isl: 64\n  osl: 8\n  request_rates: [0]", "workload.request_rates: got 0"),
+        ("  isl: 64\n  osl: 8\n  request_rates: [2]\n  burstiness: 0", "workload.burstiness: got 0"),
+        ("  isl: 64\n  osl: 8\n  arrivals: trace", "needs a workload.file with an arrival_s column"),
+        ("  isl: 64\n  osl: 8\n  request_rates: [2]\n  shared_prefix: 1.0", "workload.shared_prefix"),
+        ("  file: {long}\n  arrivals: trace", "workload.file: got 200010; the longest request"),
+        (
+            "  isl: 64\n  lengths: {{output: {{distribution: uniform, min: 1, max: 300000}}}}",
+            "workload.lengths",
+        ),
+    ],
+    ids=[
+        "rate-0",
+        "burstiness-0",
+        "trace-without-times",
+        "prefix-1",
+        "row-past-context",
+        "dist-past-context",
+    ],
+)
+def test_bad_live_workload_is_one_line_and_exit_2(
+    workload: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tuner.cli import main
+
+    long = tmp_path / "long.csv"
+    long.write_text("input_tokens,output_tokens,arrival_s\n100,10,0\n200000,10,0.5\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(LIVE_SPEC.format(workload=workload.format(long=long)))
+    capsys.readouterr()
+    assert main(["tune", str(spec), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert fragment in err, err
+    assert not (tmp_path / "run" / "study.db").exists(), "nothing ran"
