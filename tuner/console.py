@@ -9,13 +9,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from serving import LoadPoint
+
 from . import confidence as robust
 from .front import pareto_front
 from .pick import Pick
 from .results import MeasuredPoint
 from .study import StudySummary, TrialOutcome
 
-__all__ = ["TrialProgress", "front_table", "near_table", "pick_table", "point_dict", "summary_line"]
+__all__ = [
+    "TrialProgress",
+    "front_table",
+    "load_cell",
+    "near_table",
+    "pick_table",
+    "point_dict",
+    "summary_line",
+]
 
 
 class TrialProgress:
@@ -76,7 +86,7 @@ def _row(m: MeasuredPoint) -> list[str]:
     return [
         m.label,
         str(m.gpus),
-        str(p.concurrency),
+        load_cell(p),
         f"{p.tok_s_user:.1f}",
         f"{p.tok_s_gpu:,.0f}",
         f"{p.ttft_ms_p50:,.0f}",
@@ -84,6 +94,13 @@ def _row(m: MeasuredPoint) -> list[str]:
         f"{p.tpot_ms_p50:.1f}",
         str(m.trial),
     ]
+
+
+def load_cell(point: LoadPoint) -> str:
+    """The load a point was measured at: the arrival rate (open loop) or the concurrency."""
+    if point.open_loop:
+        return f"{point.request_rate_rps:.1f} req/s"
+    return str(point.concurrency)
 
 
 # Short headers so the table fits an 80-column terminal; the CSVs carry every metric.
@@ -105,7 +122,10 @@ def _table(title: str, rows: Sequence[MeasuredPoint], caption: str = "times in m
     as its widest cell; the topology label folds onto a second line instead."""
     cells = [_row(m) for m in rows]
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-    for i, col in enumerate(_COLUMNS):
+    columns = list(_COLUMNS)
+    if any(m.point.open_loop for m in rows):
+        columns[2] = "load"  # cells hold "8.0 req/s" (open loop) or a concurrency
+    for i, col in enumerate(columns):
         if i == 0:
             table.add_column(col, justify="left", overflow="fold", min_width=8)
         else:

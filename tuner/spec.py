@@ -540,11 +540,31 @@ def build_problem(spec: StudySpec) -> Problem:
     else:
         assert hw.gpu is not None  # _hardware requires it without a profile
         gpu = load_gpu(hw.gpu)
+    arch = load_model(spec.model)
+    _check_context(spec.workload, arch.max_position, spec.model)
     return Problem(
-        arch=load_model(spec.model),
+        arch=arch,
         gpu=gpu,
         precision=spec.precision,
         workload=spec.workload,
         gpus=hw.gpus,
         gpus_per_node=hw.gpus_per_node,
+    )
+
+
+def _check_context(workload: Workload, limit: int, model: str) -> None:
+    """A request longer than the model's context window fits no deployment: one line at the
+    edge (naming the field that sets it) instead of every candidate failing."""
+    longest = workload.longest
+    if longest <= limit:
+        return
+    field = "workload.isl"
+    if workload.file:
+        field = "workload.file"
+    elif workload.input_lengths or workload.output_lengths:
+        field = "workload.lengths"
+    raise ConfigError(
+        field,
+        longest,
+        f"the longest request (input + output tokens) must fit {model}'s context of {limit:,} tokens",
     )

@@ -1,9 +1,10 @@
 """``VllmBackend``: launch each candidate on real vLLM servers and measure its ladder.
 
-One start per trial: every worker (and the router for disagg) starts once, the whole
-concurrency ladder runs against it, everything stops. Per trial, ``log_dir/trial-N/`` holds a
-log per process, ``points.jsonl`` (client figures beside the servers' ``/metrics`` deltas and,
-on GPUs, energy) and ``trial.json`` (commands, start/measure/stop times, failure reason).
+One start per trial: every worker (and the router for disagg) starts once, the whole ladder
+(concurrencies, or request rates for open-loop arrivals) runs against it, everything stops.
+Per trial, ``log_dir/trial-N/`` holds a log per process, ``points.jsonl`` (client figures
+beside the servers' ``/metrics`` deltas and, on GPUs, energy) and ``trial.json`` (commands,
+start/measure/stop times, failure reason).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from serving.launch import LaunchPlan, plan_launch, vllm_flags, with_engine_extr
 from ..base import Capabilities, PointCallback
 from .check import cpu_reason, cuda_reason
 from .deps import require
+from .ladder import ladder_steps
 from .launcher import RunningDeployment, launch, localize, single_node_reason
 from .loadgen import PointRun, PromptSource, run_point, summarize
 from .metrics import ServerMetrics, scrape
@@ -225,12 +227,8 @@ class VllmBackend:
         on_point: PointCallback | None,
     ) -> None:
         wl, opts = problem.workload, self.options
-        source = PromptSource(
-            isl=wl.isl,
-            osl=wl.osl,
-            vocab_size=self._vocab_size(running.plan, problem),
-            seed=opts.seed,
-            range_ratio=wl.range_ratio,
+        source = PromptSource.for_workload(
+            wl, vocab_size=self._vocab_size(running.plan, problem), seed=opts.seed
         )
         model = running.plan.served_model_name
         if opts.warmup_requests:
@@ -242,16 +240,18 @@ class VllmBackend:
                 token_timeout_s=opts.token_timeout_s,
             )
             self._raise_on_errors(running, warm, "warm-up")
-        for concurrency in wl.concurrency:
+        for step in ladder_steps(wl, source, opts):
             before, (joules_before, no_energy) = _scrape_all(running), self._energy(running)
             run = run_point(
                 running.load_urls,
                 model,
-                source.take(opts.requests_at(concurrency)),
-                concurrency=concurrency,
+                step.prompts,
+                concurrency=step.concurrency,
+                send_at_s=step.send_at_s,
+                rate_rps=step.rate_rps,
                 token_timeout_s=opts.token_timeout_s,
             )
-            self._raise_on_errors(running, run, f"concurrency {concurrency}")
+            self._raise_on_errors(running, run, step.label)
             server = {url: m.minus(before[url]) for url, m in _scrape_all(running).items()}
             point = summarize(run, gpus=deployment.gpus())
             joules = self._energy(running)[0] - joules_before
@@ -262,9 +262,9 @@ class VllmBackend:
             trial.add(point, run, server, joules)
             _warn_if_disagree(running, point, run, server)
             log.info(
-                "%s c=%d: %.1f tok/s/user, %.0f tok/s/GPU, TTFT p50 %.0f ms",
+                "%s %s: %.1f tok/s/user, %.0f tok/s/GPU, TTFT p50 %.0f ms",
                 running.plan.label,
-                concurrency,
+                step.label,
                 point.tok_s_user,
                 point.tok_s_gpu,
                 point.ttft_ms_p50,

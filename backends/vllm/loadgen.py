@@ -1,20 +1,28 @@
-"""Our closed-loop load generator: streamed OpenAI ``/v1/completions`` against live servers.
+"""Our load generator: streamed OpenAI ``/v1/completions`` against live servers.
 
-Each request's prompt is a list of token IDs of an exact length drawn from a seeded generator
-(no tokenizer round trip can change the count), ``ignore_eos`` makes every request run to
-``max_tokens``, and tokens are counted from the streamed ``token_ids`` and the final usage
-chunk (``stream_options.include_usage``), never from text: a random-weight model may decode a
+Each request's prompt is a list of token IDs of an exact length (:mod:`.prompts`: the
+workload's fixed, distributed or dataset lengths, and its shared prefix; no tokenizer round
+trip can change the count), ``ignore_eos`` makes every request run to ``max_tokens``, and
+tokens are counted from the streamed ``token_ids`` and the final usage chunk
+(``stream_options.include_usage``), never from text: a random-weight model may decode a
 token to an empty string.
 
-``concurrency`` requests are in flight at all times (closed loop): each of ``concurrency``
-workers sends its next request as soon as its previous one finished, until the point's
-``num_requests`` have been sent.
+Two ways to load the server:
+
+- closed loop (``concurrency``): that many requests in flight at all times; each of
+  ``concurrency`` workers sends its next request as soon as its previous one finished;
+- open loop (``send_at_s``, from :mod:`.arrivals`): request ``i`` is sent at its time from
+  the point's start whatever is in flight, as ``vllm bench serve --request-rate`` does
+  (no ``--max-concurrency`` cap). The point's ``concurrency`` is then the measured mean
+  number in flight (the sum of the requests' E2E over the duration: Little's law, as the
+  simulator reports it) and ``request_rate_rps`` the offered rate.
 
 Definitions follow ``vllm bench serve`` (vllm/benchmarks/serve.py):
 - TTFT: request sent -> first streamed token; E2E: request sent -> last byte.
 - TPOT per request: (E2E - TTFT) / (output tokens - 1); ITL: every gap between streamed
   chunks, pooled over requests (one chunk is one token here, as vLLM streams per token).
-- Throughput: tokens of completed requests / point duration (first send -> last finish).
+- Throughput: tokens of completed requests / point duration (closed loop: first send ->
+  last finish; open loop: the schedule's start, before the first gap, -> last finish).
 Percentiles are numpy's linear interpolation, as in vLLM. Where we differ: tok/s/user is
 1000 / median TPOT (the chart's x axis), tok/s/GPU divides (input + output) tok/s by every GPU
 of the deployment; a failed request fails the point instead of being left out.
@@ -23,6 +31,7 @@ of the deployment; a failed request fails the point instead of being left out.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import math
@@ -36,11 +45,9 @@ import numpy as np
 from serving import LoadPoint
 
 from .deps import require
+from .prompts import LOWEST_TOKEN_ID, Prompt, PromptSource
 
-__all__ = ["PointRun", "PromptSource", "RequestRecord", "run_point", "summarize"]
-
-#: Lowest token ID drawn for prompts: skips the special tokens most tokenizers put first.
-LOWEST_TOKEN_ID = 10
+__all__ = ["LOWEST_TOKEN_ID", "PointRun", "PromptSource", "RequestRecord", "run_point", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -67,46 +74,17 @@ class RequestRecord:
 
 @dataclass(frozen=True)
 class PointRun:
-    """The records of one load point and its wall time (first send -> last finish)."""
+    """The records of one load point and its wall time (see the module doc). Open loop:
+    ``request_rate_rps`` is the offered rate and ``concurrency`` the mean in flight."""
 
     concurrency: int
     records: tuple[RequestRecord, ...]
     duration_s: float
+    request_rate_rps: float = math.nan
 
     @property
     def errors(self) -> list[str]:
         return [r.error for r in self.records if r.error]
-
-
-class PromptSource:
-    """Seeded prompts: token-ID lists of exact lengths, and output lengths.
-
-    With ``range_ratio`` r the lengths are uniform in ``[len*(1-r), len*(1+r)]`` as in vLLM's
-    random dataset; r = 0 gives fixed lengths.
-    """
-
-    def __init__(
-        self, *, isl: int, osl: int, vocab_size: int, seed: int = 0, range_ratio: float = 0.0
-    ) -> None:
-        if vocab_size <= LOWEST_TOKEN_ID:
-            raise ValueError(f"vocab_size must exceed {LOWEST_TOKEN_ID}, got {vocab_size}")
-        self.isl, self.osl, self.vocab_size, self.range_ratio = isl, osl, vocab_size, range_ratio
-        self._rng = np.random.default_rng(seed)
-
-    def _length(self, mean: int) -> int:
-        if not self.range_ratio:
-            return mean
-        low = max(1, math.floor(mean * (1 - self.range_ratio)))
-        high = max(low, math.ceil(mean * (1 + self.range_ratio)))
-        return int(self._rng.integers(low, high + 1))
-
-    def take(self, count: int) -> list[tuple[list[int], int]]:
-        """``count`` (prompt token IDs, max_tokens) pairs."""
-        out = []
-        for _ in range(count):
-            ids = self._rng.integers(LOWEST_TOKEN_ID, self.vocab_size, size=self._length(self.isl))
-            out.append(([int(i) for i in ids], self._length(self.osl)))
-        return out
 
 
 def _body(model: str, prompt: list[int], max_tokens: int) -> dict[str, Any]:
@@ -163,14 +141,14 @@ async def _one(client: Any, url: str, body: dict[str, Any], token_timeout_s: flo
 async def _closed_loop(
     urls: Sequence[str],
     model: str,
-    prompts: list[tuple[list[int], int]],
+    prompts: Sequence[Prompt],
     concurrency: int,
     token_timeout_s: float,
 ) -> PointRun:
     httpx = require("httpx")
     timeout = httpx.Timeout(token_timeout_s, connect=10.0)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    work: Iterator[tuple[int, tuple[list[int], int]]] = iter(enumerate(prompts))
+    work: Iterator[tuple[int, Prompt]] = iter(enumerate(prompts))
     records: list[RequestRecord | None] = [None] * len(prompts)
 
     async def worker(client: Any) -> None:
@@ -185,18 +163,61 @@ async def _closed_loop(
     return PointRun(concurrency, tuple(r for r in records if r is not None), duration)
 
 
+async def _open_loop(
+    urls: Sequence[str],
+    model: str,
+    prompts: Sequence[Prompt],
+    send_at_s: Sequence[float],
+    *,
+    rate_rps: float,
+    token_timeout_s: float,
+) -> PointRun:
+    httpx = require("httpx")
+    timeout = httpx.Timeout(token_timeout_s, connect=10.0)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+        tasks = []
+        start = time.perf_counter()
+        for i, ((prompt, max_tokens), at) in enumerate(zip(prompts, send_at_s, strict=True)):
+            delay = start + at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            url = urls[i % len(urls)].rstrip("/")
+            body = _body(model, prompt, max_tokens)
+            tasks.append(asyncio.create_task(_one(client, url, body, token_timeout_s)))
+        records = tuple(await asyncio.gather(*tasks))
+        duration = time.perf_counter() - start
+    busy = sum(r.e2e_s for r in records if math.isfinite(r.e2e_s))
+    in_flight = max(1, round(busy / duration)) if duration > 0 else 1
+    return PointRun(in_flight, records, duration, request_rate_rps=rate_rps)
+
+
 def run_point(
     urls: Sequence[str],
     model: str,
-    prompts: list[tuple[list[int], int]],
+    prompts: Sequence[Prompt],
     *,
-    concurrency: int,
+    concurrency: int | None = None,
+    send_at_s: Sequence[float] | None = None,
+    rate_rps: float = math.nan,
     token_timeout_s: float = 120.0,
 ) -> PointRun:
-    """Send ``prompts`` with ``concurrency`` in flight, round-robin over ``urls``.
+    """Send ``prompts`` round-robin over ``urls``: ``concurrency`` in flight (closed loop),
+    or each at its ``send_at_s`` seconds from the start (open loop at ``rate_rps``).
 
     ``token_timeout_s`` bounds the wait for any byte of a response (a hang fails the request).
     """
+    if (concurrency is None) == (send_at_s is None):
+        raise ValueError("give either concurrency (closed loop) or send_at_s (open loop)")
+    if send_at_s is not None:
+        if len(send_at_s) != len(prompts):
+            raise ValueError(f"{len(send_at_s)} send times for {len(prompts)} prompts")
+        return asyncio.run(
+            _open_loop(
+                list(urls), model, prompts, send_at_s, rate_rps=rate_rps, token_timeout_s=token_timeout_s
+            )
+        )
+    assert concurrency is not None
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     return asyncio.run(_closed_loop(list(urls), model, prompts, concurrency, token_timeout_s))
@@ -222,7 +243,7 @@ def summarize(run: PointRun, *, gpus: int) -> LoadPoint:
     ttft, tpot = _pct([r.ttft_s for r in done]), _pct([r.tpot_s for r in done])
     itl = _pct([gap for r in done for gap in r.itl_s])
     e2e = _pct([r.e2e_s for r in done])
-    return LoadPoint.from_percentiles(
+    point = LoadPoint.from_percentiles(
         concurrency=run.concurrency,
         gpus=gpus,
         ttft_ms=ttft,
@@ -234,3 +255,6 @@ def summarize(run: PointRun, *, gpus: int) -> LoadPoint:
         requests_s=len(done) / duration,
         num_requests=len(done),
     )
+    if math.isnan(run.request_rate_rps):
+        return point
+    return dataclasses.replace(point, request_rate_rps=run.request_rate_rps)
