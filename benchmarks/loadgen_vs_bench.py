@@ -5,8 +5,8 @@ random-weight Llama the live tests use (scripts/make-tiny-model.py, built in a t
 directory unless ``--model`` names one), then at each request rate runs, alternately and
 ``--repeats`` times each:
 
-- ours: :func:`backends.vllm.loadgen.run_point` on a gamma/Poisson schedule
-  (:func:`backends.vllm.arrivals.gamma_schedule`) with prompts of exactly ``--isl`` token IDs
+- ours: :func:`backends.live.loadgen.run_point` on a gamma/Poisson schedule
+  (:func:`backends.live.arrivals.gamma_schedule`) with prompts of exactly ``--isl`` token IDs
   and ``max_tokens`` ``--osl`` with ``ignore_eos``;
 - vLLM's: ``vllm bench serve --request-rate R --dataset-name random --random-input-len ISL
   --random-output-len OSL --ignore-eos --num-prompts N --seed S`` (through
@@ -41,10 +41,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backends.vllm.arrivals import gamma_schedule  # noqa: E402
+from backends.live.arrivals import gamma_schedule  # noqa: E402
+from backends.live.loadgen import PromptSource, run_point, summarize  # noqa: E402
 from backends.vllm.backend import prompt_vocab  # noqa: E402
 from backends.vllm.launcher import launch, localize  # noqa: E402
-from backends.vllm.loadgen import PromptSource, run_point, summarize  # noqa: E402
 from serving import Deployment, Parallelism, Problem, WorkerGroup, Workload, load_gpu, load_model  # noqa: E402
 from serving.launch import plan_launch  # noqa: E402
 

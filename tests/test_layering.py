@@ -58,3 +58,28 @@ def test_study_front_pick_do_not_import_cli() -> None:
 def test_front_and_pick_are_pure(module: str) -> None:
     names = imports_of(ROOT / module)
     assert not any(n.split(".")[0] in {"optuna", "backends", "search_spaces"} for n in names)
+
+
+def resolved_imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved against its package."""
+    package = path.relative_to(ROOT).parent.parts
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else ()
+            found.add(".".join([*base, *(node.module.split(".") if node.module else [])]))
+    return found
+
+
+def test_live_serving_imports_no_engine() -> None:
+    """backends/live is what every live backend shares: it imports no engine's backend."""
+    bad = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files("backends/live")
+        for name in resolved_imports_of(path)
+        if name.startswith(("backends.vllm", "backends.simulator", "vllm"))
+    ]
+    assert not bad, bad
+    assert files("backends/live"), "the package exists"

@@ -22,15 +22,16 @@ from serving import CandidateFailed, ConfigError, Deployment, LoadPoint, Problem
 from serving.launch import LaunchPlan, plan_launch, vllm_flags, with_engine_extras
 
 from ..base import Capabilities, PointCallback
+from ..live.deps import require
+from ..live.ladder import ladder_steps
+from ..live.loadgen import PointRun, PromptSource, run_point, summarize
+from ..live.metrics import ServerMetrics
+from ..live.nvml import NvmlUnavailable, energy_mj
+from ..live.server import ServerFailed
 from .check import cpu_reason, cuda_reason
-from .deps import require
-from .ladder import ladder_steps
 from .launcher import RunningDeployment, launch, localize, single_node_reason
-from .loadgen import PointRun, PromptSource, run_point, summarize
-from .metrics import ServerMetrics, scrape
-from .nvml import NvmlUnavailable, energy_mj
+from .metrics import scrape
 from .options import VllmOptions
-from .server import ServerFailed
 from .trial import TrialRecord
 
 __all__ = ["VllmBackend", "prompt_vocab", "vllm_version"]

@@ -13,7 +13,7 @@ from serving import Deployment, Problem
 from serving.memory import GIB, fit_reason
 from serving.precision import bytes_per_param
 
-from .nvml import NvmlUnavailable, inventory
+from ..live.nvml import NvmlUnavailable, inventory
 
 __all__ = ["CPU_ENGINE_OVERHEAD_BYTES", "cpu_reason", "cuda_reason"]
 

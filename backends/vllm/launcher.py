@@ -24,7 +24,7 @@ from pathlib import Path
 
 from serving.launch import LaunchPlan, RouterLaunch, WorkerLaunch, replace_flag_value, router_argv, vllm_flags
 
-from .server import POLL_S, ServerProcess, free_port_block, free_ports
+from ..live.server import POLL_S, ServerProcess, free_port_block, free_ports
 
 __all__ = ["RunningDeployment", "launch", "localize", "single_node_reason"]
 

@@ -25,7 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from .deps import require
+from ..live.deps import require
 
 __all__ = [
     "RemoteDecode",

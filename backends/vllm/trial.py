@@ -16,9 +16,9 @@ from pathlib import Path
 from serving import LoadPoint
 from serving.launch import LaunchPlan
 
+from ..live.loadgen import PointRun
+from ..live.metrics import ServerMetrics
 from .launcher import RunningDeployment
-from .loadgen import PointRun
-from .metrics import ServerMetrics
 
 __all__ = ["TrialRecord"]
 

@@ -64,7 +64,7 @@ def test_the_router_listens_on_loopback_unless_opened() -> None:
     assert build_parser().parse_args(["router", "--port", "1", "--workers", "http://a"]).host == "127.0.0.1"
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("aiohttp")
-    from backends.vllm.server import free_ports
+    from backends.live.server import free_ports
 
     port = free_ports(1)[0]
     router = subprocess.Popen(

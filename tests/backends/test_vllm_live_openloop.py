@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from backends.live.ladder import ladder_steps
+from backends.live.prompts import PromptSource
 from backends.vllm import VllmBackend
 from backends.vllm.backend import prompt_vocab
-from backends.vllm.ladder import ladder_steps
-from backends.vllm.prompts import PromptSource
 from serving import Deployment, EngineKnobs, Parallelism, Problem, WorkerGroup, Workload, load_gpu, load_model
 from serving.lengths import LengthDist
 

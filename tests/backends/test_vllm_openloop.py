@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends.vllm.arrivals import gamma_schedule, trace_schedule
-from backends.vllm.ladder import ladder_steps
-from backends.vllm.loadgen import LOWEST_TOKEN_ID, PromptSource, run_point, summarize
+from backends.live.arrivals import gamma_schedule, trace_schedule
+from backends.live.ladder import ladder_steps
+from backends.live.loadgen import LOWEST_TOKEN_ID, PromptSource, run_point, summarize
 from backends.vllm.options import VllmOptions
 from serving import LoadPoint, Workload
 from serving.dataset import Request

@@ -21,7 +21,7 @@ aiohttp = pytest.importorskip("aiohttp")
 pytest.importorskip("httpx")
 from aiohttp import web  # noqa: E402
 
-from backends.vllm.loadgen import PromptSource, run_point, summarize  # noqa: E402
+from backends.live.loadgen import PromptSource, run_point, summarize  # noqa: E402
 from backends.vllm.router import (  # noqa: E402
     RemoteDecode,
     build_app,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from backends.vllm.server import (
+from backends.live.server import (
     ServerFailed,
     ServerProcess,
     failure_reason,
@@ -161,7 +161,7 @@ OWNER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from backends.vllm.server import ServerProcess
+    from backends.live.server import ServerProcess
     srv = ServerProcess("stand-in", sys.argv[2:], url="http://127.0.0.1:1", log_path=Path(sys.argv[1]))
     srv.start()
     print(srv.pgid, flush=True)

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from backends import create
+from backends.live.loadgen import LOWEST_TOKEN_ID, PointRun, PromptSource, RequestRecord, summarize
+from backends.live.metrics import parse_metrics
+from backends.live.nvml import NvmlUnavailable, inventory
 from backends.vllm import VllmBackend
 from backends.vllm.backend import prompt_vocab
 from backends.vllm.launcher import ROUTER_COMMAND, VLLM_COMMAND, localize
-from backends.vllm.loadgen import LOWEST_TOKEN_ID, PointRun, PromptSource, RequestRecord, summarize
-from backends.vllm.metrics import parse_metrics
-from backends.vllm.nvml import NvmlUnavailable, inventory
+from backends.vllm.metrics import VLLM_METRICS
 from serving import ConfigError, Deployment, Parallelism, Problem, WorkerGroup, Workload, load_gpu, load_model
 from serving.launch import plan_launch
 
@@ -93,12 +94,12 @@ vllm:time_to_first_token_seconds_count{engine="0",model_name="m"} 10.0
 
 
 def test_metrics_are_summed_over_engines_and_differenced() -> None:
-    now = parse_metrics(METRICS_TEXT)
+    now = parse_metrics(METRICS_TEXT, VLLM_METRICS)
     assert now.preemptions == 3.0 and now.kv_cache_usage == 0.5
     assert now.external_kv_tokens == 96.0
     assert now.requests_by_engine == {"0": 3.0, "1": 5.0}
     assert now.mean_ttft_ms == pytest.approx(50.0)
-    before = parse_metrics(METRICS_TEXT.replace(" 96.0", " 32.0").replace(" 2.0\n", " 1.0\n"))
+    before = parse_metrics(METRICS_TEXT.replace(" 96.0", " 32.0").replace(" 2.0\n", " 1.0\n"), VLLM_METRICS)
     delta = now.minus(before)
     assert delta.external_kv_tokens == 64.0 and delta.preemptions == 1.0 and delta.kv_cache_usage == 0.5
 
@@ -249,7 +250,7 @@ class _FakeNvml:
 
 
 def test_inventory_reads_memory_power_and_nvlink_peers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from backends.vllm.nvml import energy_mj
+    from backends.live.nvml import energy_mj
 
     fake = _FakeNvml()
     monkeypatch.setitem(sys.modules, "pynvml", fake)

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backends.vllm.nvml import NvmlUnavailable, inventory
+    from backends.live.nvml import NvmlUnavailable, inventory
 
     try:
         gpus = inventory()

