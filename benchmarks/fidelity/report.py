@@ -345,13 +345,20 @@ Every simulator point carries an 80% interval for TTFT, TPOT and tok/s/GPU
 (`ttft_ms_low` .. `ttft_ms_high`, ...): `backends/simulator/intervals.py`, with parameters in
 `backends/simulator/intervals.yaml` written by `python benchmarks/fidelity/fit_intervals.py`
 from the grouped-CV residuals above (the set-aside block excluded). The width grows with
-extrapolation: an engine, GPU generation, GPU, precision, model or model family with few
-calibration rows, lengths or per-rank concurrency beyond the calibrated range, and load near
-or past the batch a rank holds; engine family, Blackwell and disagg carry their own level.
+extrapolation: a GPU, precision, model or model family with few calibration rows, lengths
+or per-rank concurrency beyond the calibrated range, load near or past the batch a rank
+holds, and disagg. Engine family and GPU generation each carry per-group width factors
+fitted by grouped CV: an unseen group's factor from the residuals of rows whose whole engine
+(generation) was left out of the fit that predicted them, a calibrated group's own factor
+from its rows' residuals, shrunk toward the global width by its residual count (m / (m + K),
+K = 30, the one constant, chosen by grouped CV over 30/100/300); a point whose group has n
+calibration rows mixes the two with weight n / (n + K), so a group with few rows gets about
+the leave-that-group-out width.
 
 Coverage out of fold: for each held-out group the interval model is refitted without any
 residual of that group's rows, then the share of the group's measured values inside their
-interval is counted (target 75-85%; ✗ marks a cell outside it; pairs in parentheses).
+interval is counted (target 75-85%; ✗ marks a cell outside it; pairs in parentheses). The
+pooled rows count every scheme's held-out values together, per GPU generation and engine.
 
 {coverage}
 
@@ -407,6 +414,8 @@ compared with ours on the rows both price below ("Side by side").
 
 Speed: one deployment over an 8-level ladder (check + measure, DeepSeek-R1 DEP8) takes
 {timing[0]:.0f} µs; `tuner validate` spends {timing[1]:.2f} ms per calibration row.
+
+Which checkpoint fields are priced, and each point's speed-of-light share: [fidelity/checkpoint-fields.md](fidelity/checkpoint-fields.md).
 
 ## How the model works and what was fitted
 
