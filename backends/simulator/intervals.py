@@ -190,19 +190,30 @@ class IntervalModel:
         x["disagg"] = float(ctx.mode == "disagg")
         return x
 
+    @cached_property
+    def _group_keys(self) -> dict[tuple[str, str], tuple[float, list[tuple[str, float]]]]:
+        """(metric, dim) -> (unseen factor, [(feature key ``<dim>=<group>``, factor)])."""
+        return {
+            (m, d): (t[UNSEEN], [(f"{d}={g}", v) for g, v in t.items() if g != UNSEEN])
+            for m, dims in self.groups.items()
+            for d, t in dims.items()
+            if t
+        }
+
     def group_log_factor(self, metric: str, dim: str, x: Mapping[str, float]) -> float:
         """``w g_group + (1 - w) g_*`` of the point's group in ``dim`` (0 when not fitted)."""
-        table = self.groups.get(metric, {}).get(dim)
-        if not table:
+        entry = self._group_keys.get((metric, dim))
+        if entry is None:
             return 0.0
-        unseen = table[UNSEEN]
-        prefix = f"{dim}="
-        group = next((k[len(prefix) :] for k in x if k.startswith(prefix)), None)
+        unseen, keyed = entry
         n = x.get(f"n_{dim}", 0.0)
-        if group not in table or n <= 0:
+        if n <= 0:
             return unseen
-        w = n / (n + self.shrink)
-        return w * table[group] + (1.0 - w) * max(unseen, table[group])
+        for key, own in keyed:
+            if key in x:
+                w = n / (n + self.shrink)
+                return w * own + (1.0 - w) * max(unseen, own)
+        return unseen
 
     def scale(self, metric: str, x: Mapping[str, float]) -> float:
         coef = self.coefficients[metric]
@@ -269,7 +280,10 @@ class IntervalModel:
             coefficients={m: {k: float(v) for k, v in metrics[m]["coefficients"].items()} for m in METRICS},
             quantiles={m: {float(p): float(q) for p, q in metrics[m]["quantiles"].items()} for m in METRICS},
             groups={
-                m: {d: {str(g): float(v) for g, v in t.items()} for d, t in metrics[m].get("groups", {}).items()}
+                m: {
+                    d: {str(g): float(v) for g, v in t.items()}
+                    for d, t in metrics[m].get("groups", {}).items()
+                }
                 for m in METRICS
             },
             shrink=float(data.get("shrink", SHRINK)),
