@@ -5,9 +5,12 @@ row outside the set-aside block (``holdout.py``), predicted by constants fitted 
 row's fold, pooled over the four schemes (leave one GPU, model, engine out; whole sweeps out).
 Each residual's features (``backends/simulator/intervals.py``) are computed against the rows
 its constants were fitted on, so a row held out with its whole engine family shows the
-residual of an unseen engine. Per metric the scale ``log s = b . x`` is a least-squares fit of
-``log(|z| + 0.01)`` (non-negative extrapolation coefficients, a light ridge), and ``Q`` is the
-empirical quantile table of ``z / s``. The written file carries the support counts and ranges
+residual of an unseen engine. Per metric the scale ``log s = b . x + g_engine + g_generation``
+is backfitted: ``b`` a least-squares fit of ``log(|z| + 0.01)`` less the group factors
+(non-negative extrapolation coefficients, a light ridge); each group factor the one that
+calibrates its residuals' coverage (unseen groups: rows whose whole group was left out;
+shrinkage and support mixing with ``K = intervals.SHRINK``); ``Q`` the empirical quantile
+table of ``z / s``. The written file carries the support counts and ranges
 of the whole calibration file (what the packaged constants were fitted on).
 
 ``oof_bounds`` gives the out-of-fold version the report scores: for a held-out group, the
