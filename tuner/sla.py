@@ -23,7 +23,7 @@ class SLA:
     latency limit at once (:mod:`tuner.goodput`). An open-loop point past its capacity
     (arrivals faster than it serves) never meets an SLA: constraint ``capacity``.
     ``confidence``: the robust pick's one-sided confidence (``tuner/confidence.py``); None =
-    0.9 for estimated (simulator) points, off for measured ones."""
+    0.6 (``DEFAULT_CONFIDENCE``) for estimated (simulator) points, off for measured ones."""
 
     min_tok_s_user: float = 0.0
     max_ttft_ms: float | None = None

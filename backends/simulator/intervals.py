@@ -2,23 +2,37 @@
 
 The interval of a predicted metric ``p`` is ``p * exp(s * Q(0.1)) .. p * exp(s * Q(0.9))``
 where ``Q`` is the empirical quantile function of the standardised out-of-sample log error
-``log(measured / predicted) / s`` and the scale ``s = exp(b . x)`` grows with how far the
-point lies from the calibration data. ``x`` holds:
+``log(measured / predicted) / s`` and the scale ``s`` grows with how far the point lies from
+the calibration data:
 
-- ``new_engine``, ``new_generation``, ``new_gpu``, ``new_precision``, ``new_model``,
-  ``new_family``: ``1 / sqrt(1 + n)`` for the ``n`` calibration rows sharing the point's
-  engine family, GPU generation, GPU, precision, model, and model family (dense/MoE, MLA,
-  sliding-window); 1 when none does;
+    log s = b . x + g_engine + g_generation
+
+``x`` holds:
+
+- ``new_gpu``, ``new_precision``, ``new_model``, ``new_family``: ``1 / sqrt(1 + n)`` for the
+  ``n`` calibration rows sharing the point's GPU, precision, model, and model family
+  (dense/MoE, MLA, sliding-window); 1 when none does;
 - ``beyond_range``: how far (natural log units, summed) the point's input length, output
   length and per-rank concurrency lie outside the calibrated ranges;
 - ``saturation``: ``clip(log2(c_rank / batch capacity) + 1, 0, 3)``: 0 up to half the batch
   a rank can hold, 1 at a full batch, more as the engine queue grows;
-- indicators of engine family, Blackwell and disaggregated serving (their own error level).
+- ``disagg``: disaggregated serving (its own error level).
 
-``b`` (non-negative on the extrapolation terms, so less support never narrows the interval)
-and ``Q`` are fitted by ``benchmarks/fidelity/fit_intervals.py`` on grouped cross-validation
-residuals and stored, with the calibration file's support counts and ranges, in
-``intervals.yaml``: a formula per point, no per-point lookup.
+``g_engine`` and ``g_generation`` are per-group log width factors of the engine family and
+the GPU generation. Each dimension has one factor per calibrated group and one ``*`` factor
+for an unseen group, all fitted by grouped cross-validation: the unseen factor from the
+residuals of rows whose whole engine family (GPU generation) was left out of the fit that
+predicted them, a group's own factor from its rows' residuals when it was seen, shrunk
+toward the global width by its residual count ``m`` (weight ``m / (m + K)``). A point whose
+group has ``n`` calibration rows mixes the two, ``w g_group + (1 - w) g_*`` with
+``w = n / (n + K)``: a group with few rows gets about the leave-that-group-out width, and
+the unseen factor is never below a calibrated group's, so less support never narrows an
+interval. ``K`` (:data:`SHRINK`) is the one constant of this part, chosen by grouped CV.
+
+``b`` (non-negative on the extrapolation terms), the group factors and ``Q`` are fitted by
+``benchmarks/fidelity/fit_intervals.py`` on grouped cross-validation residuals and stored,
+with the calibration file's support counts and ranges, in ``intervals.yaml``: a formula per
+point, no per-point lookup.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,9 +55,12 @@ from .costs import WorkerCost
 
 __all__ = [
     "FEATURES",
+    "GROUPS",
     "INTERVALS_FILE",
     "LEVEL",
     "METRICS",
+    "SHRINK",
+    "UNSEEN",
     "IntervalModel",
     "PointContext",
     "family",
@@ -61,21 +78,23 @@ SUPPORT = ("engine", "generation", "hardware", "precision", "model", "family")
 #: Scale features, in the order of the fitted coefficients.
 FEATURES = (
     "bias",
-    "new_engine",
-    "new_generation",
     "new_gpu",
     "new_precision",
     "new_model",
     "new_family",
     "beyond_range",
     "saturation",
-    "engine_sglang",
-    "engine_vllm",
-    "blackwell",
     "disagg",
 )
 #: Features whose coefficient is kept >= 0 (extrapolation may only widen an interval).
-MONOTONE = FEATURES[1:9]
+MONOTONE = FEATURES[1:7]
+#: Dimensions with per-group width factors (PointContext attributes).
+GROUPS = ("engine", "generation")
+#: Key of a dimension's unseen-group factor.
+UNSEEN = "*"
+#: Pseudo-count K of the group factors: shrinkage m / (m + K) of a group's own factor and
+#: its weight n / (n + K) against the unseen factor (chosen by grouped CV, fit_intervals.py).
+SHRINK = 30.0
 
 
 def family(arch: ModelArch) -> str:
@@ -146,12 +165,21 @@ class IntervalModel:
     ranges: Mapping[str, tuple[float, float]]
     coefficients: Mapping[str, Mapping[str, float]]
     quantiles: Mapping[str, Mapping[float, float]]
+    #: metric -> dimension (GROUPS) -> group or UNSEEN -> log width factor.
+    groups: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
+    shrink: float = SHRINK
 
     def features(self, ctx: PointContext) -> dict[str, float]:
+        """Scale features (FEATURES) plus, per dimension of GROUPS, the support count
+        ``n_<dim>`` and the membership ``<dim>=<group>`` the group factors read."""
         x = {"bias": 1.0}
         for name in SUPPORT:
             n = self.support.get(name, {}).get(getattr(ctx, name), 0)
-            x["new_" + ("gpu" if name == "hardware" else name)] = 1.0 / math.sqrt(1.0 + n)
+            if name in GROUPS:
+                x[f"n_{name}"] = float(n)
+                x[f"{name}={getattr(ctx, name)}"] = 1.0
+            else:
+                x["new_" + ("gpu" if name == "hardware" else name)] = 1.0 / math.sqrt(1.0 + n)
         x["beyond_range"] = sum(
             _outside(float(getattr(ctx, k)), self.ranges[k])
             for k in ("isl", "osl", "c_rank")
@@ -159,15 +187,38 @@ class IntervalModel:
         )
         ratio = max(ctx.load_ratio, 1e-9)
         x["saturation"] = min(3.0, max(0.0, math.log2(ratio) + 1.0))
-        x["engine_sglang"] = float(ctx.engine == "sglang")
-        x["engine_vllm"] = float(ctx.engine == "vllm")
-        x["blackwell"] = float(ctx.generation == "blackwell")
         x["disagg"] = float(ctx.mode == "disagg")
         return x
 
+    @cached_property
+    def _group_keys(self) -> dict[tuple[str, str], tuple[float, list[tuple[str, float]]]]:
+        """(metric, dim) -> (unseen factor, [(feature key ``<dim>=<group>``, factor)])."""
+        return {
+            (m, d): (t[UNSEEN], [(f"{d}={g}", v) for g, v in t.items() if g != UNSEEN])
+            for m, dims in self.groups.items()
+            for d, t in dims.items()
+            if t
+        }
+
+    def group_log_factor(self, metric: str, dim: str, x: Mapping[str, float]) -> float:
+        """``w g_group + (1 - w) g_*`` of the point's group in ``dim`` (0 when not fitted)."""
+        entry = self._group_keys.get((metric, dim))
+        if entry is None:
+            return 0.0
+        unseen, keyed = entry
+        n = x.get(f"n_{dim}", 0.0)
+        if n <= 0:
+            return unseen
+        for key, own in keyed:
+            if key in x:
+                w = n / (n + self.shrink)
+                return w * own + (1.0 - w) * max(unseen, own)
+        return unseen
+
     def scale(self, metric: str, x: Mapping[str, float]) -> float:
         coef = self.coefficients[metric]
-        return math.exp(sum(coef.get(k, 0.0) * v for k, v in x.items()))
+        log_s = sum(coef.get(k, 0.0) * x.get(k, 0.0) for k in FEATURES)
+        return math.exp(log_s + sum(self.group_log_factor(metric, d, x) for d in GROUPS))
 
     @cached_property
     def _tables(self) -> dict[str, list[tuple[float, float]]]:
@@ -207,11 +258,13 @@ class IntervalModel:
     def to_dict(self) -> dict[str, Any]:
         return {
             "level": LEVEL,
+            "shrink": self.shrink,
             "support": {k: dict(v) for k, v in self.support.items()},
             "ranges": {k: list(v) for k, v in self.ranges.items()},
             "metrics": {
                 m: {
                     "coefficients": dict(self.coefficients[m]),
+                    "groups": {d: dict(t) for d, t in self.groups.get(m, {}).items()},
                     "quantiles": {float(p): q for p, q in sorted(self.quantiles[m].items())},
                 }
                 for m in METRICS
@@ -226,6 +279,14 @@ class IntervalModel:
             ranges={k: (float(v[0]), float(v[1])) for k, v in data["ranges"].items()},
             coefficients={m: {k: float(v) for k, v in metrics[m]["coefficients"].items()} for m in METRICS},
             quantiles={m: {float(p): float(q) for p, q in metrics[m]["quantiles"].items()} for m in METRICS},
+            groups={
+                m: {
+                    d: {str(g): float(v) for g, v in t.items()}
+                    for d, t in metrics[m].get("groups", {}).items()
+                }
+                for m in METRICS
+            },
+            shrink=float(data.get("shrink", SHRINK)),
         )
 
 

@@ -5,9 +5,12 @@ row outside the set-aside block (``holdout.py``), predicted by constants fitted 
 row's fold, pooled over the four schemes (leave one GPU, model, engine out; whole sweeps out).
 Each residual's features (``backends/simulator/intervals.py``) are computed against the rows
 its constants were fitted on, so a row held out with its whole engine family shows the
-residual of an unseen engine. Per metric the scale ``log s = b . x`` is a least-squares fit of
-``log(|z| + 0.01)`` (non-negative extrapolation coefficients, a light ridge), and ``Q`` is the
-empirical quantile table of ``z / s``. The written file carries the support counts and ranges
+residual of an unseen engine. Per metric the scale ``log s = b . x + g_engine + g_generation``
+is backfitted: ``b`` a least-squares fit of ``log(|z| + 0.01)`` less the group factors
+(non-negative extrapolation coefficients, a light ridge); each group factor the one that
+calibrates its residuals' coverage (unseen groups: rows whose whole group was left out;
+shrinkage and support mixing with ``K = intervals.SHRINK``); ``Q`` the empirical quantile
+table of ``z / s``. The written file carries the support counts and ranges
 of the whole calibration file (what the packaged constants were fitted on).
 
 ``oof_bounds`` gives the out-of-fold version the report scores: for a held-out group, the
@@ -24,7 +27,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +45,14 @@ from backends.simulator import load_constants  # noqa: E402
 from backends.simulator.costs import WorkerCost  # noqa: E402
 from backends.simulator.intervals import (  # noqa: E402
     FEATURES,
+    GROUPS,
     INTERVALS_FILE,
+    LEVEL,
     METRICS,
     MONOTONE,
+    SHRINK,
     SUPPORT,
+    UNSEEN,
     IntervalModel,
     PointContext,
     load_ratio,
@@ -64,6 +71,8 @@ GRID = (0.01, 0.02, *(round(0.05 * k, 2) for k in range(1, 20)), 0.98, 0.99)
 RIDGE = 3.0
 #: Floor of |z| in the scale regression: 1% error, below the data's own noise.
 FLOOR = 0.01
+#: Backfitting rounds of the scale regression and the group factors.
+ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -159,29 +168,103 @@ def fit_model(
     records: Sequence[Record],
     support: Mapping[str, Mapping[str, int]],
     ranges: Mapping[str, tuple[float, float]],
+    *,
+    shrink: float = SHRINK,
 ) -> IntervalModel:
-    """Scale coefficients and standardised quantiles per metric from ``records``."""
+    """Scale coefficients, group factors and standardised quantiles per metric from ``records``.
+
+    Backfitting, :data:`ROUNDS` rounds: the scale regression ``log(|z| + FLOOR) ~ b . x`` on
+    the residuals divided by the current group factors, then each dimension's factors given
+    the regression and the other dimension (:func:`_group_factors`)."""
     from scipy.optimize import lsq_linear  # the `fit` extra
 
-    coefficients, quantiles = {}, {}
+    coefficients, quantiles, groups = {}, {}, {}
     k = len(FEATURES)
     lo = np.array([0.0 if f in MONOTONE else -np.inf for f in FEATURES])
+    probe = IntervalModel(support={}, ranges={}, coefficients={}, quantiles={}, shrink=shrink)
     for metric in METRICS:
         use = [r for r in records if metric in r.z]
         x = np.array([[r.x[f] for f in FEATURES] for r in use])
-        y = np.log(np.abs([r.z[metric] for r in use]) + FLOOR)
+        absz = np.abs([r.z[metric] for r in use])
         ridge = math.sqrt(RIDGE) * np.eye(k)[1:]
         a = np.vstack([x, ridge])
-        b = np.concatenate([y, np.zeros(k - 1)])
-        coef = lsq_linear(a, b, bounds=(lo, np.full(k, np.inf))).x
-        u = np.array([r.z[metric] for r in use]) / np.exp(x @ coef)
+        tables: dict[str, dict[str, float]] = {}
+        lf = {d: np.zeros(len(use)) for d in GROUPS}
+        for _ in range(ROUNDS):
+            y = np.log(absz + FLOOR) - sum(lf.values())
+            coef = lsq_linear(a, np.concatenate([y, np.zeros(k - 1)]), bounds=(lo, np.full(k, np.inf))).x
+            base = np.exp(x @ coef)
+            for dim in GROUPS:
+                other = sum(v for d, v in lf.items() if d != dim)
+                signed = np.array([r.z[metric] for r in use]) / (base * np.exp(other))
+                tables[dim] = _group_factors(use, signed, dim, shrink)
+                model = replace(probe, groups={metric: {dim: tables[dim]}})
+                lf[dim] = np.array([model.group_log_factor(metric, dim, r.x) for r in use])
+        u = np.array([r.z[metric] for r in use]) / (base * np.exp(sum(lf.values())))
         coefficients[metric] = {f: float(c) for f, c in zip(FEATURES, coef, strict=True)}
         quantiles[metric] = {p: float(np.quantile(u, p)) for p in GRID}
-    return IntervalModel(support=support, ranges=ranges, coefficients=coefficients, quantiles=quantiles)
+        groups[metric] = tables
+    return IntervalModel(
+        support=support,
+        ranges=ranges,
+        coefficients=coefficients,
+        quantiles=quantiles,
+        groups=groups,
+        shrink=shrink,
+    )
+
+
+def _group_factors(use: Sequence[Record], v: np.ndarray, dim: str, shrink: float) -> dict[str, float]:
+    """Log width factors of ``dim``'s groups and of an unseen group, given ``v``: the signed
+    residuals over the rest of the scale.
+
+    Each factor is the one whose interval, the pooled central :data:`LEVEL` quantiles of
+    ``v`` widened by it, holds a share :data:`LEVEL` of its residuals (its coverage
+    calibrated, skew and bias included). Unseen: the residuals of rows whose group had no
+    row in the fit that predicted them (the leave-that-group-out width); without any (the
+    only GPU generation of its kind held out) the global width, 0. A group's own factor: over
+    its seen rows, each widened by its mixed factor (``IntervalModel.group_log_factor``). Both
+    are shrunk toward 0 by the residual count, ``m / (m + K)``; the unseen factor is then
+    raised to the largest group's, so that less support never narrows an interval."""
+    tail = (1.0 - LEVEL) / 2.0
+    q_lo, q_hi = float(np.quantile(v, tail)), float(np.quantile(v, 1.0 - tail))
+    n = np.array([r.x.get(f"n_{dim}", 0.0) for r in use])
+    name = np.array([_group_of(r, dim) for r in use])
+    unseen_sel = n <= 0
+    unseen = 0.0
+    if unseen_sel.any():
+        m = int(unseen_sel.sum())
+        unseen = m / (m + shrink) * _calibrating(v[unseen_sel], np.zeros(m), 0.0, q_lo, q_hi)
+    table: dict[str, float] = {}
+    for group in sorted({str(g) for g in name[n > 0]}):
+        sel = (name == group) & (n > 0)
+        m = int(sel.sum())
+        table[group] = m / (m + shrink) * _calibrating(v[sel], n[sel] / (n[sel] + shrink), unseen, q_lo, q_hi)
+    table[UNSEEN] = max(unseen, *table.values()) if unseen_sel.any() and table else unseen
+    return table
+
+
+def _calibrating(v: np.ndarray, w: np.ndarray, unseen: float, q_lo: float, q_hi: float) -> float:
+    """The log factor ``g`` with which ``v / exp(w g + (1 - w) max(unseen, g))`` has a share
+    LEVEL inside ``[q_lo, q_hi]`` (bisection: the share grows with ``g``)."""
+    lo_g, hi_g = -4.0, 4.0
+    for _ in range(40):
+        g = (lo_g + hi_g) / 2.0
+        u = v / np.exp(w * g + (1.0 - w) * max(unseen, g))
+        if float(np.mean((u >= q_lo) & (u <= q_hi))) < LEVEL:
+            lo_g = g
+        else:
+            hi_g = g
+    return (lo_g + hi_g) / 2.0
+
+
+def _group_of(r: Record, dim: str) -> str:
+    prefix = f"{dim}="
+    return next((k[len(prefix) :] for k in r.x if k.startswith(prefix)), "")
 
 
 def oof_bounds(
-    records: Sequence[Record], scheme: str, *, confidence: float = 0.9
+    records: Sequence[Record], scheme: str, *, confidence: float = 0.9, shrink: float = SHRINK
 ) -> dict[str, dict[str, tuple[float, float, float]]]:
     """Per point of ``scheme``: per metric (low, high, one-sided pessimistic bound at
     ``confidence``) from an interval model fitted without any residual of the point's fold."""
@@ -191,7 +274,7 @@ def oof_bounds(
     for value in sorted({r.fold for r in mine}):
         held = [r for r in mine if r.fold == value]
         ids = {r.point_id for r in held}
-        model = fit_model([r for r in train_pool if r.point_id not in ids], {}, {})
+        model = fit_model([r for r in train_pool if r.point_id not in ids], {}, {}, shrink=shrink)
         for r in held:
             out[r.point_id] = {m: _bounds(model, m, r, confidence) for m in r.pred}
     return out

@@ -345,13 +345,20 @@ Every simulator point carries an 80% interval for TTFT, TPOT and tok/s/GPU
 (`ttft_ms_low` .. `ttft_ms_high`, ...): `backends/simulator/intervals.py`, with parameters in
 `backends/simulator/intervals.yaml` written by `python benchmarks/fidelity/fit_intervals.py`
 from the grouped-CV residuals above (the set-aside block excluded). The width grows with
-extrapolation: an engine, GPU generation, GPU, precision, model or model family with few
-calibration rows, lengths or per-rank concurrency beyond the calibrated range, and load near
-or past the batch a rank holds; engine family, Blackwell and disagg carry their own level.
+extrapolation: a GPU, precision, model or model family with few calibration rows, lengths
+or per-rank concurrency beyond the calibrated range, load near or past the batch a rank
+holds, and disagg. Engine family and GPU generation each carry per-group width factors
+fitted by grouped CV: an unseen group's factor from the residuals of rows whose whole engine
+(generation) was left out of the fit that predicted them, a calibrated group's own factor
+from its rows' residuals, shrunk toward the global width by its residual count (m / (m + K),
+K = 30, the one constant, chosen by grouped CV over 30/100/300); a point whose group has n
+calibration rows mixes the two with weight n / (n + K), so a group with few rows gets about
+the leave-that-group-out width.
 
 Coverage out of fold: for each held-out group the interval model is refitted without any
 residual of that group's rows, then the share of the group's measured values inside their
-interval is counted (target 75-85%; ✗ marks a cell outside it; pairs in parentheses).
+interval is counted (target 75-85%; ✗ marks a cell outside it; pairs in parentheses). The
+pooled rows count every scheme's held-out values together, per GPU generation and engine.
 
 {coverage}
 
@@ -360,8 +367,11 @@ interval is counted (target 75-85%; ✗ marks a cell outside it; pairs in parent
 Measured load points grouped by (model, hardware, precision, engine, isl, osl, source),
 groups with at least 3 deployments; SLA thresholds at the 20/40/60/80th percentile of each
 group's measured tok/s/user (`benchmarks/fidelity/decisions.py`, the rule of issue 14 part 6).
-Plain: predicted tok/s/user >= X. Robust (confidence 0.9): 1000 / the one-sided 90% TPOT
-bound >= X, the bound out of fold for the cross-validated rows. Median regret is over the
+Plain: predicted tok/s/user >= X. Robust (confidence c): 1000 / the one-sided c TPOT bound
+>= X, the bound as `tuner.confidence.pessimistic` makes it from the 80% interval (out of
+fold for the cross-validated rows), ranked by the central tok/s/GPU estimate as `tuner pick`
+ranks; rows at 0.9 and at the default `sla.confidence` (0.6, chosen by this grouped CV: the
+level of 0.5-0.9 whose picks meet both targets in every scheme). Median regret is over the
 picks that met X; within 2% and the SLA-miss rate are shares of all picks. Targets (issue
 14): robust SLA-miss rate <= 5% cross-validated at a median regret <= 5%.
 
@@ -407,6 +417,9 @@ compared with ours on the rows both price below ("Side by side").
 
 Speed: one deployment over an 8-level ladder (check + measure, DeepSeek-R1 DEP8) takes
 {timing[0]:.0f} µs; `tuner validate` spends {timing[1]:.2f} ms per calibration row.
+
+Which checkpoint fields are priced, and each point's speed-of-light share:
+[fidelity/checkpoint-fields.md](fidelity/checkpoint-fields.md).
 
 ## How the model works and what was fitted
 

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
         type=_confidence,
         metavar="C",
         help="robust pick: a point meets the SLA only when its one-sided C bound does "
-        "(0.5-0.99; 0.5 = no margin; default 0.9 for simulator points)",
+        "(0.5-0.99; 0.5 = no margin; default 0.6 for simulator points)",
     )
     p.add_argument("--out", help="where to write pick.yaml and deploy/ (default: RUN)")
     p.add_argument("--json", action="store_true", help="the pick as JSON on stdout")
