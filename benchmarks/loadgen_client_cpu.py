@@ -97,7 +97,7 @@ def main() -> None:
         print(f"{args.requests} requests x {args.tokens} tokens, {mode}, {args.token_delay_ms:g} ms/token")
         for _ in range(args.repeats):
             cpu, wall = _cpu_s(), time.perf_counter()
-            run = run_point([url], "m", prompts, **load)  # type: ignore[arg-type]
+            run = run_point([url], "m", prompts, **load)
             cpu, wall = _cpu_s() - cpu, time.perf_counter() - wall
             tokens = sum(r.output_tokens for r in run.records)
             assert not run.errors and tokens == args.requests * args.tokens, (run.errors[:3], tokens)
