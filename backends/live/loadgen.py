@@ -17,6 +17,11 @@ Two ways to load the server:
   number in flight (the sum of the requests' E2E over the duration: Little's law, as the
   simulator reports it) and ``request_rate_rps`` the offered rate.
 
+The client is aiohttp, as ``vllm bench serve``'s: one session per point (closed loop: at most
+``concurrency`` connections; open loop: no cap), :data:`CONNECT_TIMEOUT_S` to connect and
+``token_timeout_s`` between any two reads of a response; the stream is split into lines per
+read and each ``data:`` line is parsed once.
+
 Definitions follow ``vllm bench serve`` (vllm/benchmarks/serve.py):
 - TTFT: request sent -> first streamed token; E2E: request sent -> last byte.
 - TPOT per request: (E2E - TTFT) / (output tokens - 1); ITL: every gap between streamed
@@ -100,39 +105,73 @@ def _body(model: str, prompt: list[int], max_tokens: int) -> dict[str, Any]:
     }
 
 
-async def _one(client: Any, url: str, body: dict[str, Any], token_timeout_s: float) -> RequestRecord:
+#: Seconds to open a TCP connection to a server (the wait for a byte is ``token_timeout_s``).
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _session(max_connections: int, token_timeout_s: float) -> Any:
+    """One aiohttp session for one load point: at most ``max_connections`` (0: no cap), a
+    connect timeout, and ``token_timeout_s`` between any two reads of a response."""
+    aiohttp = require("aiohttp")
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=token_timeout_s)
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=0)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+
+
+class _Stream:
+    """The SSE lines of one response as they arrive: each ``data:`` line is parsed once, and
+    every choice in it is one arrival of ``len(token_ids)`` tokens (1 without them)."""
+
+    __slots__ = ("arrivals", "counted", "start", "usage")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.arrivals: list[float] = []
+        self.counted = 0
+        self.usage: dict[str, int] = {}
+
+    def line(self, line: bytes) -> None:
+        if not line.startswith(b"data: ") or line.startswith(b"[DONE]", 6):
+            return
+        chunk = json.loads(line[6:])
+        if usage := chunk.get("usage"):
+            self.usage = usage
+        for choice in chunk.get("choices") or ():
+            self.arrivals.append(time.perf_counter() - self.start)
+            self.counted += len(choice.get("token_ids") or ()) or 1
+
+
+async def _one(session: Any, url: str, body: dict[str, Any], token_timeout_s: float) -> RequestRecord:
     """Send one streamed completion and time its chunks."""
-    httpx = require("httpx")
+    aiohttp = require("aiohttp")
     start = time.perf_counter()
-    arrivals: list[float] = []
-    usage: dict[str, int] = {}
-    counted = 0
+    stream = _Stream(start)
     try:
-        async with client.stream("POST", f"{url}/v1/completions", json=body) as response:
-            if response.status_code != 200:
-                text = (await response.aread()).decode(errors="replace")
-                return RequestRecord(
-                    0, 0, math.nan, math.nan, error=f"HTTP {response.status_code}: {text[:200]}"
-                )
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[6:])
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                for choice in chunk.get("choices") or ():
-                    arrivals.append(time.perf_counter() - start)
-                    counted += len(choice.get("token_ids") or ()) or 1
-    except httpx.TimeoutException:
+        async with session.post(f"{url}/v1/completions", json=body) as response:
+            if response.status != 200:
+                text = (await response.read()).decode(errors="replace")
+                return RequestRecord(0, 0, math.nan, math.nan, error=f"HTTP {response.status}: {text[:200]}")
+            pending = b""
+            async for data in response.content.iter_any():  # what one read brought, often one event
+                lines = (pending + data).split(b"\n")
+                pending = lines.pop()  # an incomplete line, or b"" after a newline
+                for line in lines:
+                    if line:  # not the blank line that ends each event
+                        stream.line(line)
+            stream.line(pending)
+    except TimeoutError:  # aiohttp's connect and read timeouts are TimeoutErrors
         return RequestRecord(
-            0, counted, math.nan, math.nan, error=f"hang: no token within {token_timeout_s:g} s"
+            0, stream.counted, math.nan, math.nan, error=f"hang: no token within {token_timeout_s:g} s"
         )
-    except httpx.TransportError as exc:
-        return RequestRecord(0, counted, math.nan, math.nan, error=f"connection: {type(exc).__name__}: {exc}")
+    except aiohttp.ClientError as exc:
+        return RequestRecord(
+            0, stream.counted, math.nan, math.nan, error=f"connection: {type(exc).__name__}: {exc}"
+        )
     e2e = time.perf_counter() - start
+    arrivals, usage = stream.arrivals, stream.usage
     if not arrivals:
         return RequestRecord(0, 0, math.nan, e2e, error="no token streamed")
-    output = int(usage.get("completion_tokens", counted))
+    output = int(usage.get("completion_tokens", stream.counted))
     gaps = tuple(float(b - a) for a, b in itertools.pairwise(arrivals))
     prompt = int(usage.get("prompt_tokens", len(body["prompt"])))
     return RequestRecord(prompt, output, arrivals[0], e2e, gaps)
@@ -145,20 +184,17 @@ async def _closed_loop(
     concurrency: int,
     token_timeout_s: float,
 ) -> PointRun:
-    httpx = require("httpx")
-    timeout = httpx.Timeout(token_timeout_s, connect=10.0)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     work: Iterator[tuple[int, Prompt]] = iter(enumerate(prompts))
     records: list[RequestRecord | None] = [None] * len(prompts)
 
-    async def worker(client: Any) -> None:
+    async def worker(session: Any) -> None:
         for i, (prompt, max_tokens) in work:  # shared iterator: next request when one ends
             url = urls[i % len(urls)].rstrip("/")
-            records[i] = await _one(client, url, _body(model, prompt, max_tokens), token_timeout_s)
+            records[i] = await _one(session, url, _body(model, prompt, max_tokens), token_timeout_s)
 
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+    async with _session(concurrency, token_timeout_s) as session:
         start = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         duration = time.perf_counter() - start
     return PointRun(concurrency, tuple(r for r in records if r is not None), duration)
 
@@ -172,10 +208,7 @@ async def _open_loop(
     rate_rps: float,
     token_timeout_s: float,
 ) -> PointRun:
-    httpx = require("httpx")
-    timeout = httpx.Timeout(token_timeout_s, connect=10.0)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+    async with _session(0, token_timeout_s) as session:  # no cap: every request when it is due
         tasks = []
         start = time.perf_counter()
         for i, ((prompt, max_tokens), at) in enumerate(zip(prompts, send_at_s, strict=True)):
@@ -184,7 +217,7 @@ async def _open_loop(
                 await asyncio.sleep(delay)
             url = urls[i % len(urls)].rstrip("/")
             body = _body(model, prompt, max_tokens)
-            tasks.append(asyncio.create_task(_one(client, url, body, token_timeout_s)))
+            tasks.append(asyncio.create_task(_one(session, url, body, token_timeout_s)))
         records = tuple(await asyncio.gather(*tasks))
         duration = time.perf_counter() - start
     busy = sum(r.e2e_s for r in records if math.isfinite(r.e2e_s))
@@ -205,7 +238,8 @@ def run_point(
     """Send ``prompts`` round-robin over ``urls``: ``concurrency`` in flight (closed loop),
     or each at its ``send_at_s`` seconds from the start (open loop at ``rate_rps``).
 
-    ``token_timeout_s`` bounds the wait for any byte of a response (a hang fails the request).
+    ``token_timeout_s`` bounds the wait for any byte of a response (a hang fails the request);
+    opening a connection has :data:`CONNECT_TIMEOUT_S`.
     """
     if (concurrency is None) == (send_at_s is None):
         raise ValueError("give either concurrency (closed loop) or send_at_s (open loop)")

@@ -200,3 +200,22 @@ def test_hang_becomes_a_request_error() -> None:
             [url], "m", PromptSource(isl=4, osl=2, vocab_size=50).take(1), concurrency=1, token_timeout_s=0.5
         )
     assert run.errors == ["hang: no token within 0.5 s"]
+
+
+def test_a_dropped_stream_becomes_a_connection_error() -> None:
+    async def drop(request: web.Request) -> web.StreamResponse:
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        await out.write(b'data: {"choices": [{"text": "", "token_ids": [5]}]}\n\n')
+        assert request.transport is not None
+        request.transport.close()  # mid-stream, before the end of the chunked body
+        return out
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", drop)
+    with serving() as start:
+        url = start(app)
+        run = run_point([url], "m", PromptSource(isl=4, osl=3, vocab_size=50).take(1), concurrency=1)
+    (error,) = run.errors
+    assert error.startswith("connection: ClientPayloadError"), error
+    assert run.records[0].output_tokens == 1, "the tokens streamed before the drop"
