@@ -25,11 +25,12 @@ import warnings
 import optuna
 
 from .errors import ConfigError
+from .search.record import CONSTRAINT_KEY
 
 __all__ = ["CONSTRAINT_ATTR", "DEFAULT_SAMPLER", "make_sampler", "tpe_startup_trials"]
 
 #: Constraint key (and user attribute) of a trial's SLA violation; <= 0 means feasible.
-CONSTRAINT_ATTR = "sla_violation"
+CONSTRAINT_ATTR = CONSTRAINT_KEY
 #: The spec's default ``study.sampler`` (see the module docstring for the evidence).
 DEFAULT_SAMPLER = "tpe"
 #: TPE's random startup trials scale with the space: 1.5% of its candidates, at least 10

@@ -1,0 +1,8 @@
+"""The search: what one run searches (:class:`Task`), who proposes the next deployment
+(:mod:`.proposers`), how a run goes (:class:`RunMode`), the trial loop (:mod:`.loop`) and
+what a trial stores (:class:`TrialRecord`, the one owner of a trial's user attributes).
+"""
+
+from .record import TrialRecord
+
+__all__ = ["TrialRecord"]
