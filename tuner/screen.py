@@ -57,7 +57,7 @@ def screen(task: Task) -> Screening:
         measured = task.backend.measure(dep, task.problem)
         values, violation = task.values(measured)
         # Feasible first (violation 0), then by objective; fewer GPUs break ties.
-        scored.append(((violation, -values[0]), dep.gpus(), dep))
+        scored.append((task.objective_type.rank_key(values, violation), dep.gpus(), dep))
         points.extend(MeasuredPoint(i, dep, p) for p in measured)
     scored.sort(key=lambda s: (s[0], s[1]))
     owners: list[Deployment] = []
