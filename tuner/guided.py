@@ -194,12 +194,11 @@ class GuidedSearch:
     def _score_all(self) -> dict[str, tuple[float, float]]:
         """(violation, -objective) per feasible candidate: sort key, smaller is better."""
         out = {}
+        objective = get_objective(self.objective)
         self._sim.constants = self.constants
         for d in self.feasible:
-            values, violation = get_objective(self.objective).values(
-                self._sim.measure(d, self.problem), self.sla
-            )
-            out[d.key()] = (violation, -values[0])
+            values, violation = objective.values(self._sim.measure(d, self.problem), self.sla)
+            out[d.key()] = objective.rank_key(values, violation)
         return out
 
     def _residuals(self, theta: np.ndarray) -> np.ndarray:

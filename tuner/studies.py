@@ -85,8 +85,7 @@ def open_study(
 
     ``candidates``: the space's size when the caller already counted it (a screening), which
     sizes the sampler; otherwise it is counted here."""
-    n_values = get_objective(spec.study.objective).n_values
-    directions = [optuna.study.StudyDirection.MAXIMIZE] * n_values
+    directions = get_objective(spec.study.objective).directions
     size = space_size(spec) if candidates is None else candidates
     sampler = make_sampler(spec.study.sampler, seed=spec.study.seed, candidates=size)
     url = spec.storage_url()
