@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from optuna.study import StudyDirection
+
 from serving import LoadPoint
 
 from ..results import MeasuredPoint
@@ -33,9 +35,9 @@ class Objective:
     front: Front
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[StudyDirection]:
         """Optuna study directions, one per value."""
-        return ["maximize"] * self.n_values
+        return [StudyDirection.MAXIMIZE] * self.n_values
 
     @staticmethod
     def rank_key(values: Sequence[float], violation: float) -> tuple[float, float]:

@@ -3,6 +3,9 @@
 what a trial stores (:class:`TrialRecord`, the one owner of a trial's user attributes).
 """
 
+from .outcome import StudySummary, TrialOutcome
+from .proposers import Proposer, QueueProposer
 from .record import TrialRecord
+from .task import Feasible, Task
 
-__all__ = ["TrialRecord"]
+__all__ = ["Feasible", "Proposer", "QueueProposer", "StudySummary", "Task", "TrialOutcome", "TrialRecord"]

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Protocol
 
 from backends import Backend
 from search_spaces import SearchSpace, infeasible_reason
@@ -22,10 +23,16 @@ from serving import Deployment, LoadPoint, Problem
 from ..objectives import Objective, get_objective
 from ..sla import SLA
 
-__all__ = ["Feasible", "Task", "feasible_set", "infeasible"]
+__all__ = ["Checker", "Feasible", "Task", "feasible_set", "infeasible"]
 
 
-def infeasible(deployment: Deployment, problem: Problem, backend: Backend) -> str | None:
+class Checker(Protocol):
+    """What the filter needs of a backend: its static check (:meth:`backends.Backend.check`)."""
+
+    def check(self, deployment: Deployment, problem: Problem) -> str | None: ...
+
+
+def infeasible(deployment: Deployment, problem: Problem, backend: Checker) -> str | None:
     """Why ``deployment`` cannot run for ``problem`` on ``backend`` (``"rule: detail"``), or
     None: the one feasibility filter of a run."""
     return infeasible_reason(deployment, problem) or backend.check(deployment, problem)
@@ -44,7 +51,7 @@ class Feasible:
         return len(self.deployments)
 
 
-def feasible_set(space: SearchSpace, problem: Problem, backend: Backend) -> Feasible:
+def feasible_set(space: SearchSpace, problem: Problem, backend: Checker) -> Feasible:
     """Enumerate ``space`` once and keep what :func:`infeasible` lets through."""
     kept: list[Deployment] = []
     rejected: Counter[str] = Counter()
