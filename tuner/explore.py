@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from backends.base import Backend
 from search_spaces import SearchSpace
@@ -125,14 +125,16 @@ class ExplorerProposer:
         self._due = False
 
     @classmethod
-    def of(cls, task: Task, *, after: int, seed: int) -> ExplorerProposer | None:
-        """The study's ``explore_after`` over the task's feasible set; None when 0 (off)."""
+    def of(
+        cls, task: Task, *, after: int, seed: int, candidates: Sequence[Deployment] | None = None
+    ) -> ExplorerProposer | None:
+        """The study's ``explore_after`` over ``candidates`` (a screening's ranking) or the
+        task's feasible set (enumerated on first use); None when ``after`` is 0 (off)."""
         if not after:
             return None
-        feasible = lambda: task.feasible.deployments  # noqa: E731 -- enumerated on first use
-        return cls(
-            Explorer(task.space, task.problem, task.backend, seed=seed, after=after, candidates=feasible)
-        )
+        pool = candidates if candidates is not None else lambda: task.feasible.deployments
+        explorer = Explorer(task.space, task.problem, task.backend, seed=seed, after=after, candidates=pool)
+        return cls(explorer)
 
     def propose(self, measured: Collection[str]) -> Deployment | None:
         if not self._due:

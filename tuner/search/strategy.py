@@ -123,7 +123,8 @@ def _guided(ctx: Context) -> Proposer | None:
 
 
 def _explore(ctx: Context) -> Proposer | None:
-    return ExplorerProposer.of(ctx.task, after=ctx.explore_after, seed=ctx.seed)
+    ranked = ctx.screening.ranked if ctx.screening is not None else None  # its order, as before
+    return ExplorerProposer.of(ctx.task, after=ctx.explore_after, seed=ctx.seed, candidates=ranked)
 
 
 #: Proposer factories by name, in the order a run asks them; a factory returns None when
