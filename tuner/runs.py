@@ -35,7 +35,7 @@ from .rundir import RunData, finalize
 from .screen import Screening, screen
 from .search.loop import TrialLoop
 from .search.proposers import Proposer, QueueProposer
-from .search.record import load_measured
+from .search.record import load_measured, records
 from .search.strategy import Context, RunMode, build_proposers
 from .search.task import Task, feasible_set
 from .spec import StudySpec, build_problem
@@ -187,6 +187,9 @@ def _context(
         for m in load_measured(study):
             by_trial.setdefault(m.trial, (m.deployment, []))[1].append(m.point)
         measured = list(by_trial.values())
+    tried: frozenset[str] = frozenset()
+    if mode.grid and mode.resume:  # an interrupted grid continues with what no trial holds
+        tried = frozenset(dep.key() for r in records(study) if (dep := r.deployment) is not None)
     return Context(
         task=task,
         mode=mode,
@@ -195,13 +198,16 @@ def _context(
         explore_after=spec.study.explore_after,
         screening=screened,
         measured=measured,
+        tried=tried,
     )
 
 
 def _budget(spec: StudySpec, mode: RunMode, proposers: list[Proposer]) -> int:
-    """The trial budget: the spec's, or the grid's size when it is smaller."""
+    """The trial budget: the spec's, or on a grid's first run its size when smaller."""
     grid = next((p for p in proposers if p.name == "grid" and isinstance(p, QueueProposer)), None)
-    return min(spec.study.trials, grid.size) if grid is not None and grid.size else spec.study.trials
+    if grid is None or mode.resume or not grid.size:
+        return spec.study.trials
+    return min(spec.study.trials, grid.size)
 
 
 def _after_trial(

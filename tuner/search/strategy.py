@@ -92,15 +92,19 @@ class Context:
     seed: int
     explore_after: int
     screening: Screening | None = None
-    #: (deployment, its points) of every trial measured before this run.
+    #: (deployment, its points) of every trial measured before this run (guided runs).
     measured: Sequence[tuple[Deployment, Sequence[LoadPoint]]] = ()
+    #: Keys of the deployments the study's trials hold already (a resumed grid).
+    tried: frozenset[str] = frozenset()
 
 
 def _grid(ctx: Context) -> Proposer | None:
-    """Every feasible candidate once, in the space's order (first run only)."""
-    if not ctx.mode.grid or ctx.mode.resume:
+    """Every feasible candidate once, in the space's order, up to the budget; a resumed
+    run proposes those no trial has yet (an interrupted grid continues)."""
+    if not ctx.mode.grid:
         return None
-    return QueueProposer("grid", ctx.task.feasible.deployments[: ctx.budget])
+    grid = ctx.task.feasible.deployments[: ctx.budget]
+    return QueueProposer("grid", [d for d in grid if d.key() not in ctx.tried])
 
 
 def _warm_start(ctx: Context) -> Proposer | None:
