@@ -40,6 +40,7 @@ __all__ = [
     "mark_explored",
     "mark_infeasible",
     "mark_resumed",
+    "records",
     "set_fail_reason",
     "set_violation",
     "store_devices",
