@@ -187,10 +187,11 @@ def _hv(points: list[tuple[float, float]]) -> float:
 
 
 # -- one sampler run ------------------------------------------------------------------------
-def _sampler(name: str, seed: int, candidates: int) -> optuna.samplers.BaseSampler:
+def _sampler(name: str, seed: int, candidates: int, space: SearchSpace) -> optuna.samplers.BaseSampler:
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, scramble=True, warn_independent_sampling=False)
-    return make_sampler(name, seed=seed, candidates=candidates)
+    # As the product: draws snapped to the listed values, so params are deployed values.
+    return make_sampler(name, seed=seed, candidates=candidates, snapped=space.ordered_params())
 
 
 def measured_order(study: optuna.Study) -> list[str]:
@@ -228,7 +229,7 @@ def run_sampler(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         candidates = len(table.points) + len(table.reasons)
-        study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, seed, candidates))
+        study = optuna.create_study(direction="maximize", sampler=_sampler(sampler, seed, candidates, space))
         started = time.perf_counter()
         backend = CachedBackend(table)
         run_trials(
@@ -275,7 +276,8 @@ def run_live(
         sampler = "tpe" if method == "guided" else method
         candidates = sum(1 for _ in space.candidates(case.problem))
         study = optuna.create_study(
-            direction="maximize", sampler=make_sampler(sampler, seed=seed, candidates=candidates)
+            direction="maximize",
+            sampler=make_sampler(sampler, seed=seed, candidates=candidates, snapped=space.ordered_params()),
         )
         queue = None
         if method == "guided":

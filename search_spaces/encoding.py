@@ -9,11 +9,16 @@ The encoding, and why:
 - Conditional space: ``mode`` first, then the ``agg.*`` parameters or the ``prefill.*`` and
   ``decode.*`` ones. Shared knobs (``kv_cache_dtype``, ...) are one draw for every role. A
   dimension with a single choice is a constant, not a parameter.
-- Ordered choices: a dimension whose choices are all powers of two (tp, dp, and usually
-  max_num_seqs, max_num_batched_tokens) is ``trial.suggest_int("<role>.log2_<dim>", lo, hi)``
-  over the exponents, so TPE, GP and QMC see that 8 lies between 4 and 16; an exponent the
-  list skips snaps to the nearest listed one. Other dimensions (counts, pp, ep, the shared
-  knobs) are ``suggest_categorical`` over the list.
+- Deployed values: a parameter's value is the value deployed (``decode.max_num_seqs: 64``
+  runs ``--max-num-seqs 64``), so a study's parameters, importance and slice plots read in
+  engine terms. An ordered dimension (tp, dp, pp, max_num_seqs, max_num_batched_tokens with
+  more than one positive integer) is ``trial.suggest_int("<role>.<dim>", lo, hi, log=True)``
+  over the listed range, so TPE, GP and QMC see that 8 lies between 4 and 16 (and treat
+  powers of two evenly, in log space); a value the list skips snaps to the listed value
+  nearest in log2 (the lower on ties). The tuner's samplers snap before the value is
+  stored (:data:`snap` and ``tuner.samplers``), so a stored parameter is always a listed
+  value. Other dimensions (counts, ep, the shared knobs) are ``suggest_categorical`` over
+  the list.
 - Within the GPU budget by construction (:mod:`search_spaces.budget`): the drawn worker
   layout snaps to the nearest layout that passes the per-worker static rules and leaves
   room for the rest of the deployment; worker counts are clipped to what the budget leaves
@@ -47,7 +52,7 @@ if TYPE_CHECKING:
 
     from .space import RoleSpace, SearchSpace
 
-__all__ = ["candidates", "ordered", "param_name", "params", "suggest"]
+__all__ = ["candidates", "ordered", "ordered_params", "param_name", "params", "snap", "suggest"]
 
 #: ``pick(name, choices, ordered) -> one of choices``: an Optuna trial, a walker or a dict.
 #: For an ordered pick, ``choices`` are ascending integers; a trial draws any integer between
@@ -61,26 +66,43 @@ _COUNT_MAX = "max"
 
 
 def ordered(choices: Sequence[Any]) -> bool:
-    """Whether a dimension is encoded as ordered log2 exponents (all powers of two, > 1 choice)."""
+    """Whether a dimension's choices are encoded as an ordered integer range (more than one
+    choice, all positive integers; the parser sorts them ascending)."""
     return _ordered(tuple(choices))
 
 
 @functools.cache
 def _ordered(choices: tuple[Any, ...]) -> bool:
-    return len(choices) > 1 and all(
-        isinstance(c, int) and not isinstance(c, bool) and c > 0 and c & (c - 1) == 0 for c in choices
-    )
+    return len(choices) > 1 and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in choices)
 
 
-def param_name(role: str, dim: str, choices: Sequence[Any]) -> str:
-    """The Optuna parameter name of a role's dimension: ``decode.log2_tp`` or ``decode.count``."""
-    return f"{role}.log2_{dim}" if dim in _ORDERED_DIMS and ordered(choices) else f"{role}.{dim}"
+def param_name(role: str, dim: str, choices: Sequence[Any] = ()) -> str:
+    """The Optuna parameter name of a role's dimension: ``decode.tp``, ``decode.count``."""
+    return f"{role}.{dim}"
+
+
+def snap(value: int, choices: Sequence[int]) -> int:
+    """The listed choice nearest to ``value`` in log2 (the lower on ties)."""
+    return min(choices, key=lambda c: (abs(math.log2(c) - math.log2(max(value, 1))), c))
+
+
+def ordered_params(space: SearchSpace) -> dict[str, tuple[int, ...]]:
+    """Parameter name -> listed values of every ordered dimension of ``space`` (what a
+    sampler snaps its integer draws to)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for role in ("agg", "prefill", "decode"):
+        rs = space.role(role)
+        for dim in _ORDERED_DIMS:
+            choices = getattr(rs, dim)
+            if ordered(choices):
+                out[param_name(role, dim)] = tuple(choices)
+    return out
 
 
 def _trial_pick(trial: BaseTrial) -> Pick:
     def pick(name: str, choices: Sequence[Any], is_ordered: bool) -> Any:
         if is_ordered:
-            return trial.suggest_int(name, choices[0], choices[-1])
+            return trial.suggest_int(name, choices[0], choices[-1], log=True)
         return trial.suggest_categorical(name, list(choices))
 
     return pick
@@ -122,10 +144,7 @@ def params(space: SearchSpace, deployment: Deployment) -> dict[str, Any]:
             out[name] = value
 
     def put_dim(role: str, dim: str, choices: Sequence[Any], value: Any) -> None:
-        put(f"{role}.{dim}", choices, value)
-        if ordered(choices):
-            out[param_name(role, dim, choices)] = value.bit_length() - 1
-            del out[f"{role}.{dim}"]
+        put(param_name(role, dim), choices, value)
 
     put("mode", space.modes, deployment.mode)
     groups = deployment.groups()
@@ -198,27 +217,25 @@ def _within(shapes: tuple[Shape, ...], free: int, least: int) -> tuple[Shape, ..
     return tuple(s for s in shapes if s.gpus * least <= free) or shapes
 
 
-def _exponent(role: str, dim: str, choices: Sequence[int], pick: Pick) -> int | None:
-    """The drawn log2 exponent of an ordered dimension, the value of a categorical one, or
-    None for a constant."""
+def _value(role: str, dim: str, choices: Sequence[int], pick: Pick) -> int | None:
+    """The drawn value of a dimension, snapped onto the listed ones, or None for a constant."""
     if len(choices) == 1:
         return None
     if ordered(choices):
-        # The listed exponents: a trial draws over their whole range (lowest to highest), a
-        # walker needs only the listed ones (a skipped exponent snaps to one of them).
-        return int(pick(param_name(role, dim, choices), [c.bit_length() - 1 for c in choices], True))
-    return int(pick(f"{role}.{dim}", choices, False))
+        # A trial draws over the whole range (lowest to highest) and the value snaps to a
+        # listed one; a walker picks only listed values.
+        return snap(int(pick(param_name(role, dim), choices, True)), choices)
+    return int(pick(param_name(role, dim), choices, False))
 
 
 def _shape(rs: RoleSpace, role: str, shapes: tuple[Shape, ...], pick: Pick) -> Shape:
-    """Draw tp, dp, pp (log2 exponents) and ep, then snap onto the nearest admissible layout:
-    least summed log2 distance, a differing ep counting half a step; fewer GPUs, then the
-    order of the choices, break ties. An admissible draw is kept as it is."""
+    """Draw tp, dp, pp and ep, then snap onto the nearest admissible layout: least summed
+    log2 distance, a differing ep counting half a step; fewer GPUs, then the order of the
+    choices, break ties. An admissible draw is kept as it is."""
     drawn: dict[str, float | None] = {}
     for dim in ("tp", "dp", "pp"):
-        choices = getattr(rs, dim)
-        value = _exponent(role, dim, choices, pick)
-        drawn[dim] = None if value is None else float(value) if ordered(choices) else math.log2(value)
+        value = _value(role, dim, getattr(rs, dim), pick)
+        drawn[dim] = None if value is None else math.log2(value)
     ep = pick(f"{role}.ep", rs.ep, False) if len(rs.ep) > 1 else rs.ep[0]
 
     def distance(shape: Shape) -> tuple[float, int]:
@@ -234,13 +251,8 @@ def _knobs(rs: RoleSpace, role: str, pick: Pick, shared: dict[str, Any]) -> Engi
     values: dict[str, int] = {}
     for dim in ("max_num_seqs", "max_num_batched_tokens"):
         choices: tuple[int, ...] = getattr(rs, dim)
-        value = _exponent(role, dim, choices, pick)
-        if value is None:
-            values[dim] = choices[0]
-        elif ordered(choices):  # an exponent the list skips snaps to the nearest (lower on ties)
-            values[dim] = min(choices, key=lambda c: (abs(c.bit_length() - 1 - value), c))
-        else:
-            values[dim] = value
+        value = _value(role, dim, choices, pick)
+        values[dim] = choices[0] if value is None else value
     return EngineKnobs(
         max_num_seqs=values["max_num_seqs"],
         max_num_batched_tokens=values["max_num_batched_tokens"],

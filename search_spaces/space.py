@@ -87,13 +87,19 @@ class SearchSpace:
         return space
 
     def suggest(self, trial: BaseTrial, problem: Problem) -> Deployment:
-        """Draw one deployment with ``trial.suggest_categorical`` (see :mod:`.encoding`)."""
+        """Draw one deployment with ``trial.suggest_int``/``suggest_categorical``; its
+        parameters are the deployed values (see :mod:`.encoding`)."""
         return encoding.suggest(self, trial, problem)
 
     def params(self, deployment: Deployment) -> dict[str, Any]:
         """Optuna params with which :meth:`suggest` reproduces ``deployment`` exactly, for
         ``study.enqueue_trial``. Raises ConfigError when ``deployment`` is not in the space."""
         return encoding.params(self, deployment)
+
+    def ordered_params(self) -> dict[str, tuple[int, ...]]:
+        """Parameter name -> listed values of each ordered dimension: a sampler snaps its
+        integer draws to these so that a stored parameter is a deployed value."""
+        return encoding.ordered_params(self)
 
     def candidates(self, problem: Problem) -> Iterator[Deployment]:
         """Every distinct deployment of the space for ``problem``, feasible or not."""

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from backends.base import Backend
-from search_spaces import SearchSpace, infeasible_reason
+from search_spaces import SearchSpace
 from serving import Deployment, Problem
 
-__all__ = ["EXPLORE_AFTER", "Explorer", "explorer_for"]
+from .search.outcome import TrialOutcome
+from .search.task import Task, feasible_set
+
+__all__ = ["EXPLORE_AFTER", "Explorer", "ExplorerProposer", "explorer_for"]
 
 #: Re-proposals of measured deployments in a row before one exploration trial.
 EXPLORE_AFTER = 2
@@ -35,7 +38,8 @@ class Explorer:
 
     The feasible candidates are enumerated on the first exploration only (a run whose
     sampler never repeats itself pays nothing), unless ``candidates`` gives them (a
-    screening has them already).
+    screening has them already), or a function that gives them (a run's
+    :attr:`tuner.search.Task.feasible`, computed once for every user).
     """
 
     def __init__(
@@ -46,7 +50,7 @@ class Explorer:
         *,
         seed: int,
         after: int = EXPLORE_AFTER,
-        candidates: Iterable[Deployment] | None = None,
+        candidates: Iterable[Deployment] | Callable[[], Iterable[Deployment]] | None = None,
     ) -> None:
         if after < 1:
             raise ValueError(f"after must be >= 1, got {after}")
@@ -54,7 +58,10 @@ class Explorer:
         self._after = after
         self._rng = random.Random(seed)
         self._streak = 0
-        self._pool = None if candidates is None else {d.key(): d for d in candidates}
+        self._source = candidates
+        self._pool: dict[str, Deployment] | None = None
+        if candidates is not None and not callable(candidates):
+            self._pool = {d.key(): d for d in candidates}
 
     def due(self, state: str) -> bool:
         """Record a trial's outcome (``measured``, ``duplicate``, ...); True when the next
@@ -81,12 +88,13 @@ class Explorer:
 
     def _candidates(self) -> dict[str, Deployment]:
         if self._pool is None:
-            problem, backend = self._problem, self._backend
-            self._pool = {
-                d.key(): d
-                for d in self._space.candidates(problem)
-                if infeasible_reason(d, problem) is None and backend.check(d, problem) is None
-            }
+            source = self._source
+            found = (
+                source()
+                if callable(source)
+                else feasible_set(self._space, self._problem, self._backend).deployments
+            )
+            self._pool = {d.key(): d for d in found}
         return self._pool
 
 
@@ -97,10 +105,43 @@ def explorer_for(
     backend: Backend,
     *,
     seed: int,
-    candidates: Iterable[Deployment] | None = None,
+    candidates: Iterable[Deployment] | Callable[[], Iterable[Deployment]] | None = None,
 ) -> Explorer | None:
     """The study's ``explore_after`` setting as an :class:`Explorer`; None when it is 0 (off).
     ``candidates``: the feasible deployments, when already known."""
     if not after:
         return None
     return Explorer(space, problem, backend, seed=seed, after=after, candidates=candidates)
+
+
+class ExplorerProposer:
+    """An :class:`Explorer` as a proposer (:mod:`tuner.search.proposers`): once it is due,
+    the next trial measures its choice; asked after every other proposer."""
+
+    name = "explore"
+
+    def __init__(self, explorer: Explorer) -> None:
+        self.explorer = explorer
+        self._due = False
+
+    @classmethod
+    def of(
+        cls, task: Task, *, after: int, seed: int, candidates: Sequence[Deployment] | None = None
+    ) -> ExplorerProposer | None:
+        """The study's ``explore_after`` over ``candidates`` (a screening's ranking) or the
+        task's feasible set (enumerated on first use); None when ``after`` is 0 (off)."""
+        if not after:
+            return None
+        pool = candidates if candidates is not None else lambda: task.feasible.deployments
+        explorer = Explorer(task.space, task.problem, task.backend, seed=seed, after=after, candidates=pool)
+        return cls(explorer)
+
+    def propose(self, measured: Collection[str]) -> Deployment | None:
+        if not self._due:
+            return None
+        self._due = False
+        return self.explorer.choose(measured)
+
+    def observe(self, outcome: TrialOutcome) -> None:
+        if self.explorer.due(outcome.state):
+            self._due = True

@@ -7,18 +7,11 @@ a live trial, refits a few *global* simulator constants to every point measured 
 (a small regularised least-squares fit in log space; the constants are never set per
 point) and re-prices the space, so the next proposal uses the corrected model.
 
-How the lead wires it into a study (``tuner/runs.py``)::
-
-    guide = GuidedSearch(space, problem, sla, objective, simulator_options)
-    for _ in range(budget):
-        deployment = guide.propose()
-        if deployment is None:
-            break                                      # every feasible candidate measured
-        study.enqueue_trial(space.params(deployment))  # the study measures it as usual
-        outcome = <one trial of run_trials>            # duplicates answered from storage
-        if outcome.points:
-            guide.observe(deployment, outcome.points)
-    log.info(guide.report().summary())
+A run asks it as a proposer (:class:`GuidedProposer`, :mod:`tuner.search.proposers`):
+before each trial the best predicted candidate not tried yet, except every
+``SAMPLER_EVERY``-th trial, which is the sampler's own draw; after each measured trial the
+simulator is refitted. :class:`GuidedQueue` does the same for a caller that runs the study
+itself (it feeds the study's queue).
 
 The refit parameters (:data:`FITTED`) are multipliers on the prior constants: HBM and GEMM
 efficiency of the problem's GPU generation, the engine's per-step and per-request overheads,
@@ -32,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,13 +33,15 @@ import numpy as np
 
 from backends.simulator import SimulatorBackend
 from backends.simulator.constants import Constants
-from search_spaces import SearchSpace, infeasible_reason
+from search_spaces import SearchSpace
 from serving import Deployment, LoadPoint, Problem
 
+from .objectives import get_objective
+from .search.outcome import TrialOutcome
+from .search.task import feasible_set
 from .sla import SLA
-from .study import objective_values
 
-__all__ = ["FITTED", "GuidanceReport", "GuidedQueue", "GuidedSearch", "fitted_names"]
+__all__ = ["FITTED", "GuidanceReport", "GuidedProposer", "GuidedQueue", "GuidedSearch", "fitted_names"]
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +102,10 @@ class GuidedSearch:
     """Propose live candidates from the simulator's ranking, refit it after each trial.
 
     ``simulator_options`` are :class:`backends.simulator.SimulatorBackend` options
-    (``engine``, ``constants``, ``spec_decode``). Construction prices the whole feasible
-    space once (about a second for a 64-GPU MoE space). Not thread-safe.
+    (``engine``, ``constants``, ``spec_decode``). ``feasible``: the run's feasible set
+    (:attr:`tuner.search.Task.feasible`), of which the simulator prices what it can; by
+    default what the simulator itself finds feasible. Construction prices the whole
+    feasible space once (about a second for a 64-GPU MoE space). Not thread-safe.
     """
 
     def __init__(
@@ -118,17 +115,18 @@ class GuidedSearch:
         sla: SLA,
         objective: str = "sla",
         simulator_options: Mapping[str, Any] | None = None,
+        *,
+        feasible: Sequence[Deployment] | None = None,
     ) -> None:
         self.space, self.problem, self.sla, self.objective = space, problem, sla, objective
         self._sim = SimulatorBackend(**dict(simulator_options or {}))
         self.prior: Constants = self._sim.constants
         self.names = fitted_names(problem, self._sim.engine)
         self._theta = np.zeros(len(self.names))
-        self.feasible = [
-            d
-            for d in space.candidates(problem)
-            if infeasible_reason(d, problem) is None and self._sim.check(d, problem) is None
-        ]
+        if feasible is None:
+            self.feasible = list(feasible_set(space, problem, self._sim).deployments)
+        else:
+            self.feasible = [d for d in feasible if self._sim.check(d, problem) is None]
         self.measured: dict[str, tuple[Deployment, list[LoadPoint]]] = {}
         self._prior_scores = self._score_all()
         self._scores = dict(self._prior_scores)
@@ -196,10 +194,11 @@ class GuidedSearch:
     def _score_all(self) -> dict[str, tuple[float, float]]:
         """(violation, -objective) per feasible candidate: sort key, smaller is better."""
         out = {}
+        objective = get_objective(self.objective)
         self._sim.constants = self.constants
         for d in self.feasible:
-            values, violation = objective_values(self._sim.measure(d, self.problem), self.sla, self.objective)
-            out[d.key()] = (violation, -values[0])
+            values, violation = objective.values(self._sim.measure(d, self.problem), self.sla)
+            out[d.key()] = objective.rank_key(values, violation)
         return out
 
     def _residuals(self, theta: np.ndarray) -> np.ndarray:
@@ -248,35 +247,50 @@ class GuidedSearch:
         return float(np.median(errors)) if errors else 0.0
 
 
-class GuidedQueue:
-    """Feeds a study's queue from a :class:`GuidedSearch`: before each trial the best
-    predicted candidate not measured yet is enqueued, except every ``SAMPLER_EVERY``-th
-    trial, which is the sampler's own draw (exploration the simulator cannot rank). After
-    each measured trial the guide is refitted to it. Resumed runs replay the stored trials.
-    """
+class GuidedProposer:
+    """A :class:`GuidedSearch` as a proposer: the best predicted candidate not tried yet,
+    except every ``SAMPLER_EVERY``-th trial, which is the sampler's own draw (exploration the
+    simulator cannot rank). After each measured trial the guide is refitted to it; a
+    resumed run replays the stored trials first (:meth:`start`)."""
 
+    name = "guided"
     #: One trial in this many is left to the Optuna sampler.
     SAMPLER_EVERY = 4
     #: A topology (label) that failed this often is not proposed again: live failures
     #: (out of memory, a layout the engine rejects) usually follow the layout, not the knobs.
     FAILURES_PER_LABEL = 2
 
-    def __init__(self, guide: GuidedSearch, study: Any, space: SearchSpace, budget: int) -> None:
-        self.guide, self.study, self.space, self.budget = guide, study, space, budget
+    def __init__(self, guide: GuidedSearch) -> None:
+        self.guide = guide
         self._trials = 0
         self._tried: set[str] = set()  # proposed or run: a failed candidate is not proposed again
         self._failures: dict[str, int] = {}  # label -> failed trials
 
     def start(self, measured: Sequence[tuple[Deployment, Sequence[LoadPoint]]]) -> None:
-        """Observe what a previous run measured, then queue the first proposal."""
+        """Observe what a previous run measured."""
         for deployment, points in measured:
             self.guide.observe(deployment, points)
-        self._enqueue()
 
-    def after_trial(
+    def propose(self, measured: Collection[str] = ()) -> Deployment | None:
+        if self._trials % self.SAMPLER_EVERY == self.SAMPLER_EVERY - 1:
+            return None  # the sampler's turn
+        for deployment in self.guide.propose(len(self.guide.feasible)):
+            if deployment.key() in self._tried:
+                continue
+            if self._failures.get(deployment.label(), 0) < self.FAILURES_PER_LABEL:
+                self._tried.add(deployment.key())
+                return deployment
+        return None
+
+    def observe(self, outcome: TrialOutcome) -> None:
+        self.record(
+            outcome.deployment, outcome.points, outcome.state == "measured", outcome.state == "failed"
+        )
+
+    def record(
         self, deployment: Deployment | None, points: Sequence[LoadPoint], measured: bool, failed: bool = False
     ) -> None:
-        """Refit on a measured trial, count a failed one, queue the next proposal."""
+        """Refit on a measured trial, count a failed one."""
         self._trials += 1
         if deployment is not None:
             self._tried.add(deployment.key())
@@ -285,8 +299,31 @@ class GuidedQueue:
                 self._failures[label] = self._failures.get(label, 0) + 1
         if measured and deployment is not None:
             self.guide.observe(deployment, points)
-        if self._trials % self.SAMPLER_EVERY != self.SAMPLER_EVERY - 1:
-            self._enqueue()
+
+
+class GuidedQueue:
+    """Feeds a study's queue from a :class:`GuidedProposer`, for a caller that runs the
+    study itself: after each trial the next proposal is enqueued (nothing while a trial is
+    queued already or the budget is finished)."""
+
+    SAMPLER_EVERY = GuidedProposer.SAMPLER_EVERY
+    FAILURES_PER_LABEL = GuidedProposer.FAILURES_PER_LABEL
+
+    def __init__(self, guide: GuidedSearch, study: Any, space: SearchSpace, budget: int) -> None:
+        self.guide, self.study, self.space, self.budget = guide, study, space, budget
+        self.proposer = GuidedProposer(guide)
+
+    def start(self, measured: Sequence[tuple[Deployment, Sequence[LoadPoint]]]) -> None:
+        """Observe what a previous run measured, then queue the first proposal."""
+        self.proposer.start(measured)
+        self._enqueue()
+
+    def after_trial(
+        self, deployment: Deployment | None, points: Sequence[LoadPoint], measured: bool, failed: bool = False
+    ) -> None:
+        """Refit on a measured trial, count a failed one, queue the next proposal."""
+        self.proposer.record(deployment, points, measured, failed)
+        self._enqueue()
 
     def _enqueue(self) -> None:
         from optuna.trial import TrialState
@@ -296,10 +333,6 @@ class GuidedQueue:
             return  # a retry or an earlier proposal is still queued
         if sum(t.state.is_finished() for t in trials) >= self.budget:
             return  # the study is done: leave nothing queued behind
-        for deployment in self.guide.propose(len(self.guide.feasible)):
-            if deployment.key() in self._tried:
-                continue
-            if self._failures.get(deployment.label(), 0) < self.FAILURES_PER_LABEL:
-                self._tried.add(deployment.key())
-                self.study.enqueue_trial(self.space.params(deployment), skip_if_exists=False)
-                return
+        deployment = self.proposer.propose()
+        if deployment is not None:
+            self.study.enqueue_trial(self.space.params(deployment), skip_if_exists=False)

@@ -33,6 +33,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from .search import record
 from .storage import GRACE_FACTOR, HEARTBEAT_S, classify, storage_exceptions
 
 __all__ = ["FAIL_REASON_ATTR", "Heartbeats", "fail_and_retry"]
@@ -40,9 +41,7 @@ __all__ = ["FAIL_REASON_ATTR", "Heartbeats", "fail_and_retry"]
 log = logging.getLogger(__name__)
 
 #: User attribute holding why a trial failed (every FAIL trial has one).
-FAIL_REASON_ATTR = "fail_reason"
-#: User attributes a retry inherits: what it measures and what was measured already.
-_INHERITED = ("deployment", "label", "points")
+FAIL_REASON_ATTR = record.FAIL_REASON_KEY
 
 
 def fail_and_retry(
@@ -63,7 +62,7 @@ def fail_and_retry(
     study_id = storage.get_study_id_from_name(study.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
     try:
-        storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+        record.set_fail_reason_in(storage, trial_id, reason)
         storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
@@ -75,7 +74,7 @@ def fail_and_retry(
             state=TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
-            user_attrs={k: v for k, v in trial.user_attrs.items() if k in _INHERITED},
+            user_attrs=record.inherited(trial),
             system_attrs={"failed_trial": history[0], "retry_history": history},
         )
     )

@@ -6,6 +6,7 @@ The study's storage and what is kept with it live in :mod:`tuner.studies`; worke
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -25,16 +26,20 @@ import search_spaces
 from serving import Deployment, LoadPoint, Problem
 
 from .errors import ConfigError, TunerError
-from .explore import explorer_for
-from .guided import GuidanceReport, GuidedQueue, GuidedSearch
+from .guided import GuidanceReport, GuidedProposer
 from .heartbeats import Heartbeats, fail_and_retry
 from .outages import StorageOutage
 from .pick import Pick
 from .results import MeasuredPoint
 from .rundir import RunData, finalize
 from .screen import Screening, screen
+from .search.loop import TrialLoop
+from .search.proposers import Proposer, QueueProposer
+from .search.record import load_measured, records
+from .search.strategy import Context, RunMode, build_proposers
+from .search.task import Task, feasible_set
 from .spec import StudySpec, build_problem
-from .storage import Claims, open_storage, storage_errors
+from .storage import open_storage, storage_errors
 from .studies import (
     BACKEND_ATTR,
     BUDGET_ATTR,
@@ -45,7 +50,7 @@ from .studies import (
     mark_writer,
     open_study,
 )
-from .study import StudySummary, TrialOutcome, load_measured, run_trials
+from .study import StudySummary, TrialOutcome
 from .workers import run_local_workers
 from .write_behind import WriteBehind
 
@@ -53,9 +58,6 @@ __all__ = ["TuneResult", "tune"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: With an instant backend, up to 1/WARM_START_SHARE of the trial budget starts from the
-#: screened best candidates; the sampler explores with the rest.
-WARM_START_SHARE = 5
 
 
 def _enqueue_grid(
@@ -65,17 +67,23 @@ def _enqueue_grid(
     backend: backends.Backend,
     limit: int,
 ) -> int:
-    """Exhaustive sampler: queue every feasible candidate once (first run only)."""
+    """Queue the first ``limit`` feasible candidates once (a first run only), as a shared
+    grid run does before its workers start; the number queued."""
     if study.get_trials(deepcopy=False):
         return 0
+    grid = QueueProposer("grid", feasible_set(space, problem, backend).deployments[:limit])
+    return _queue_ahead(study, space, [grid])
+
+
+def _queue_ahead(study: optuna.Study, space: search_spaces.SearchSpace, proposers: list[Proposer]) -> int:
+    """Queue every proposal of the fixed proposers in the study (see
+    :attr:`RunMode.queues_ahead`); the number queued."""
     n = 0
-    for dep in space.candidates(problem):
-        if n >= limit:
-            break
-        if search_spaces.infeasible_reason(dep, problem) or backend.check(dep, problem):
-            continue
-        study.enqueue_trial(space.params(dep), skip_if_exists=False)
-        n += 1
+    for proposer in proposers:
+        if isinstance(proposer, QueueProposer):
+            for dep in proposer.drain():
+                study.enqueue_trial(space.params(dep), skip_if_exists=False)
+                n += 1
     return n
 
 
@@ -106,54 +114,52 @@ def tune(
     ``workers`` > 1 starts that many ``tuner worker`` processes on the study and waits for
     them. A study in a shared storage (``study.storage``) or with several workers is written
     directly; a single process on the run directory's SQLite with an instant backend runs on
-    a :class:`WriteBehind` twin.
+    a :class:`WriteBehind` twin (:class:`~tuner.search.strategy.RunMode`).
     """
     problem = build_problem(spec)
     space = search_spaces.load_space(default_preset(spec, problem), dict(spec.search_space.overrides))
     backend = backends.create(spec.backend.name, dict(spec.backend.options))
+    task = Task(problem=problem, space=space, backend=backend, sla=spec.sla, objective=spec.study.objective)
+    mode = RunMode.of(spec, instant=backend.capabilities.instant, workers=workers)
     url = spec.storage_url()
     _writable_run_dir(Path(spec.output_dir))
-    shared = workers > 1 or spec.study.storage is not None
     with _run_lock(Path(spec.output_dir)), storage_errors(url):
         # Opening a storage is mostly waiting (imports, schema, fsync): it runs in a thread
         # while an instant backend screens the space, which the first run needs.
         opening = _Background(lambda: open_storage(url))
-        screened = _screen(spec, space, problem, backend)
+        screened = screen(task) if mode.screens else None
         storage = opening.result()
-        study = open_study(spec, storage, candidates=screened.candidates if screened else None)
+        study = open_study(spec, storage, candidates=task.feasible.candidates)
         if spec.study.storage is None:  # the run directory's own study: we hold its lock
             _retry_orphans(study, storage)
-        buffer = WriteBehind(study, url=url) if backend.capabilities.instant and not shared else None
+        buffer = WriteBehind(study, url=url) if mode.buffered else None
         mark_writer(study, buffered=buffer is not None)  # workers refuse a buffered run
         work = buffer.memory if buffer else study
-        n_trials, screening = _prepare(
-            spec, work, space, problem, backend, screened if not work.trials else None
-        )
+        mode = dataclasses.replace(mode, resume=bool(work.get_trials(deepcopy=False)))
+        proposers = build_proposers(_context(spec, task, mode, work, screened))
+        n_trials = _budget(spec, mode, proposers)
+        if mode.queues_ahead:
+            _queue_ahead(work, space, proposers)
         study.set_user_attr(BUDGET_ATTR, n_trials)
         study.set_user_attr(BACKEND_ATTR, backend.describe())
         if on_start is not None:
             on_start(sum(t.state.is_finished() for t in work.get_trials(deepcopy=False)), n_trials)
-        guide = _guide(spec, study, space, problem, backend, n_trials) if workers == 1 else None
         if workers > 1:
             summary = run_local_workers(spec, workers, study)
         else:
             heartbeats = None if buffer else heartbeats_for(storage, study)
-            summary = _run_here(
+            loop = TrialLoop(
                 work,
-                buffer,
-                spec,
+                task,
+                proposers=proposers,
+                on_trial=_after_trial(buffer, on_trial),
+                distinct=len(screened.ranked) if screened and buffer and not mode.resume else None,
+                claims=None if buffer else claims_for(storage, study),
+                log_dir=str(Path(spec.output_dir) / "logs"),
                 heartbeats=heartbeats,
                 outage=None if buffer else _outage(url, heartbeats),
-                guide=guide,
-                space=space,
-                backend=backend,
-                problem=problem,
-                n_trials=n_trials,
-                on_trial=on_trial,
-                claims=None if buffer else claims_for(storage, study),
-                distinct=screening.feasible if screening and buffer else None,
-                feasible=screened.ranked if screened else None,
             )
+            summary = _run_here(loop, n_trials, buffer)
         if on_measured is not None:
             on_measured()
         # A buffered twin holds every trial; its flush overlaps with drawing the chart.
@@ -166,61 +172,66 @@ def tune(
             while_drawing=buffer.flush if buffer else None,
         )
         study.set_user_attr(WRITER_ATTR, None)
-    guidance = guide.guide.report() if guide is not None else None
+    guided = next((p for p in proposers if isinstance(p, GuidedProposer)), None) if workers == 1 else None
+    guidance = guided.guide.report() if guided is not None else None
     if guidance is not None:
         log.info(guidance.summary())
-    return TuneResult(study, summary, run.points, pick, reason, screening, guidance)
+    return TuneResult(study, summary, run.points, pick, reason, None if mode.resume else screened, guidance)
 
 
-def _guide(
-    spec: StudySpec,
-    study: optuna.Study,
-    space: search_spaces.SearchSpace,
-    problem: Problem,
-    backend: backends.Backend,
-    budget: int,
-) -> GuidedQueue | None:
-    """Simulator guidance for a live backend (``study.guided``; not for the grid sampler,
-    which measures everything anyway, nor for an instant backend, which screens instead)."""
-    if not spec.study.guided or spec.study.sampler == "grid" or backend.capabilities.instant:
-        return None
-    guide = GuidedQueue(GuidedSearch(space, problem, spec.sla, spec.study.objective), study, space, budget)
-    by_trial: dict[int, tuple[Deployment, list[LoadPoint]]] = {}
-    for m in load_measured(study):
-        by_trial.setdefault(m.trial, (m.deployment, []))[1].append(m.point)
-    guide.start(list(by_trial.values()))
-    return guide
+def _context(
+    spec: StudySpec, task: Task, mode: RunMode, study: optuna.Study, screened: Screening | None
+) -> Context:
+    measured: list[tuple[Deployment, list[LoadPoint]]] = []
+    if mode.guides:  # a resumed guided run refits on what was measured before
+        by_trial: dict[int, tuple[Deployment, list[LoadPoint]]] = {}
+        for m in load_measured(study):
+            by_trial.setdefault(m.trial, (m.deployment, []))[1].append(m.point)
+        measured = list(by_trial.values())
+    tried: frozenset[str] = frozenset()
+    if mode.grid and mode.resume:  # an interrupted grid continues with what no trial holds
+        tried = frozenset(dep.key() for r in records(study) if (dep := r.deployment) is not None)
+    return Context(
+        task=task,
+        mode=mode,
+        budget=spec.study.trials,
+        seed=spec.study.seed,
+        explore_after=spec.study.explore_after,
+        screening=screened,
+        measured=measured,
+        tried=tried,
+    )
 
 
-def _prepare(
-    spec: StudySpec,
-    work: optuna.Study,
-    space: search_spaces.SearchSpace,
-    problem: Problem,
-    backend: backends.Backend,
-    screening: Screening | None,
-) -> tuple[int, Screening | None]:
-    """The trial budget, after queueing the grid, or the screened warm start (``screening``
-    is given on the first run of an instant backend only)."""
-    n_trials = spec.study.trials
-    if spec.study.sampler == "grid":
-        queued = _enqueue_grid(work, space, problem, backend, n_trials)
-        return (min(n_trials, queued) if queued else n_trials), None
-    if screening is not None:
-        # First run on an instant backend: start from the screened best and front.
-        for dep in screening.warm_start(max(1, n_trials // WARM_START_SHARE)):
-            work.enqueue_trial(space.params(dep), skip_if_exists=False)
-    return n_trials, screening
+def _budget(spec: StudySpec, mode: RunMode, proposers: list[Proposer]) -> int:
+    """The trial budget: the spec's, or on a grid's first run its size when smaller."""
+    grid = next((p for p in proposers if p.name == "grid" and isinstance(p, QueueProposer)), None)
+    if grid is None or mode.resume or not grid.size:
+        return spec.study.trials
+    return min(spec.study.trials, grid.size)
 
 
-def _screen(
-    spec: StudySpec, space: search_spaces.SearchSpace, problem: Problem, backend: backends.Backend
-) -> Screening | None:
-    """Price the whole feasible space when the backend is instant (not for the grid, which
-    measures all of it anyway)."""
-    if spec.study.sampler == "grid" or not backend.capabilities.instant:
-        return None
-    return screen(space, problem, backend, spec.sla, spec.study.objective)
+def _after_trial(
+    buffer: WriteBehind | None, on_trial: Callable[[TrialOutcome, StudySummary], None] | None
+) -> Callable[[TrialOutcome, StudySummary], None]:
+    def after_trial(outcome: TrialOutcome, summary: StudySummary) -> None:
+        if buffer is not None:
+            buffer.maybe_flush()
+        if on_trial is not None:
+            on_trial(outcome, summary)
+
+    return after_trial
+
+
+def _run_here(loop: TrialLoop, n_trials: int, buffer: WriteBehind | None) -> StudySummary:
+    """Run the loop; the caller flushes a buffer while the chart is drawn, unless the run
+    is interrupted (then every finished trial is flushed now)."""
+    try:
+        return loop.run(n_trials)
+    except BaseException:
+        if buffer is not None:  # keep every finished trial of an interrupted run
+            buffer.flush()
+        raise
 
 
 class _Background(Generic[T]):
@@ -243,59 +254,6 @@ class _Background(Generic[T]):
         if self._error:
             raise self._error[0]
         return self._value[0]
-
-
-def _run_here(
-    work: optuna.Study,
-    buffer: WriteBehind | None,
-    spec: StudySpec,
-    *,
-    space: search_spaces.SearchSpace,
-    backend: backends.Backend,
-    problem: Problem,
-    n_trials: int,
-    on_trial: Callable[[TrialOutcome, StudySummary], None] | None,
-    claims: Claims | None,
-    distinct: int | None,
-    guide: GuidedQueue | None = None,
-    feasible: list[Deployment] | None = None,
-    heartbeats: Heartbeats | None = None,
-    outage: StorageOutage | None = None,
-) -> StudySummary:
-    def after_trial(outcome: TrialOutcome, summary: StudySummary) -> None:
-        if buffer is not None:
-            buffer.maybe_flush()
-        if guide is not None:
-            guide.after_trial(
-                outcome.deployment, outcome.points, outcome.state == "measured", outcome.state == "failed"
-            )
-        if on_trial is not None:
-            on_trial(outcome, summary)
-
-    try:
-        summary = run_trials(
-            work,
-            space=space,
-            backend=backend,
-            problem=problem,
-            sla=spec.sla,
-            objective=spec.study.objective,
-            n_trials=n_trials,
-            on_trial=after_trial,
-            distinct=distinct,
-            claims=claims,
-            log_dir=str(Path(spec.output_dir) / "logs"),
-            explorer=explorer_for(
-                spec.study.explore_after, space, problem, backend, seed=spec.study.seed, candidates=feasible
-            ),
-            heartbeats=heartbeats,
-            outage=outage,
-        )
-    except BaseException:
-        if buffer is not None:  # keep every finished trial of an interrupted run
-            buffer.flush()
-        raise
-    return summary  # the caller flushes a buffer while the chart is drawn
 
 
 def _writable_run_dir(run_dir: Path) -> None:

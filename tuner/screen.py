@@ -12,14 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from backends import Backend
-from search_spaces import SearchSpace, infeasible_reason
-from serving import Deployment, Problem
+from serving import Deployment
 
 from .front import pareto_front
 from .results import MeasuredPoint
-from .sla import SLA
-from .study import objective_values
+from .search.task import Task
 
 __all__ = ["Screening", "screen"]
 
@@ -51,22 +48,16 @@ class Screening:
         return out
 
 
-def screen(space: SearchSpace, problem: Problem, backend: Backend, sla: SLA, objective: str) -> Screening:
-    """Price every feasible candidate of ``space`` once; rank by the study's objective."""
+def screen(task: Task) -> Screening:
+    """Price every feasible candidate of the task once; rank by its objective."""
     scored: list[tuple[tuple[float, float], int, Deployment]] = []
     points: list[MeasuredPoint] = []
-    infeasible: Counter[str] = Counter()
-    total = 0
-    for i, dep in enumerate(space.candidates(problem)):
-        total += 1
-        reason = infeasible_reason(dep, problem) or backend.check(dep, problem)
-        if reason is not None:
-            infeasible[reason.split(":", 1)[0]] += 1
-            continue
-        measured = backend.measure(dep, problem)
-        values, violation = objective_values(measured, sla, objective)
+    feasible = task.feasible
+    for i, dep in enumerate(feasible.deployments):
+        measured = task.backend.measure(dep, task.problem)
+        values, violation = task.values(measured)
         # Feasible first (violation 0), then by objective; fewer GPUs break ties.
-        scored.append(((violation, -values[0]), dep.gpus(), dep))
+        scored.append((task.objective_type.rank_key(values, violation), dep.gpus(), dep))
         points.extend(MeasuredPoint(i, dep, p) for p in measured)
     scored.sort(key=lambda s: (s[0], s[1]))
     owners: list[Deployment] = []
@@ -75,4 +66,4 @@ def screen(space: SearchSpace, problem: Problem, backend: Backend, sla: SLA, obj
         if m.deployment.key() not in seen:
             seen.add(m.deployment.key())
             owners.append(m.deployment)
-    return Screening([dep for _, _, dep in scored], owners, total, infeasible)
+    return Screening([dep for _, _, dep in scored], owners, feasible.candidates, Counter(feasible.infeasible))

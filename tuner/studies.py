@@ -57,6 +57,8 @@ BACKEND_ATTR = "backend"
 #: "pid"}. A buffered writer (one process, an instant backend, a write-behind twin) takes
 #: no claims and sees no other process's trials, so no worker may join it while it runs.
 WRITER_ATTR = "writer"
+#: What the parameter names of ordered dimensions held before they were deployed values.
+LEGACY_PARAM = ".log2_"
 #: Spec fields that may change between runs of one study without changing its meaning.
 _FREE_STUDY_FIELDS = ("sampler", "trials", "seed", "storage", "name", "guided")
 
@@ -85,10 +87,11 @@ def open_study(
 
     ``candidates``: the space's size when the caller already counted it (a screening), which
     sizes the sampler; otherwise it is counted here."""
-    n_values = get_objective(spec.study.objective).n_values
-    directions = [optuna.study.StudyDirection.MAXIMIZE] * n_values
+    directions = get_objective(spec.study.objective).directions
     size = space_size(spec) if candidates is None else candidates
-    sampler = make_sampler(spec.study.sampler, seed=spec.study.seed, candidates=size)
+    sampler = make_sampler(
+        spec.study.sampler, seed=spec.study.seed, candidates=size, snapped=space_of(spec).ordered_params()
+    )
     url = spec.storage_url()
     with storage_errors(url):
         study = optuna.create_study(
@@ -127,8 +130,10 @@ def space_size(spec: StudySpec) -> int:
 
 
 def check_compatible(study: optuna.Study, spec: StudySpec) -> None:
-    """Refuse a study made by another tool version or from another resolved search space
-    (a preset file that changed between versions)."""
+    """Refuse a study made by another tool version, from another resolved search space (a
+    preset file that changed between versions) or with another parameter encoding
+    (:func:`check_encoding`)."""
+    check_encoding(study)
     version = study.user_attrs.get(VERSION_ATTR)
     if version is not None and version != __version__:
         raise StudyMismatch(
@@ -141,6 +146,21 @@ def check_compatible(study: optuna.Study, spec: StudySpec) -> None:
             f"study '{study.study_name}' was created with another search space than this tuner's "
             f"preset '{default_preset(spec, build_problem(spec))}' resolves to; run the study's tuner version"
         )
+
+
+def check_encoding(study: optuna.Study) -> None:
+    """Refuse a study whose trials store ordered dimensions as log2 exponents (parameter
+    names ``<role>.log2_<dim>``, tuner runs before parameters became the deployed values):
+    a retry or an enqueued trial of it would rebuild another deployment than it measured."""
+    for t in study.get_trials(deepcopy=False):
+        legacy = next((name for name in t.params if LEGACY_PARAM in name), None)
+        if legacy is not None:
+            raise StudyMismatch(
+                f"study '{study.study_name}' stores parameters as log2 exponents ({legacy}, trial "
+                f"{t.number}), from a tuner before deployed-value parameters: it can still be shown "
+                "and re-picked (tuner show / tuner pick), but resume it with the tuner that made it, "
+                "or start a new output_dir or study.name"
+            )
 
 
 def join_study(
@@ -162,7 +182,10 @@ def join_study(
         probe = optuna.load_study(study_name=study_name, storage=storage)
         spec = parse_spec(probe.user_attrs[SPEC_ATTR])
         sampler = make_sampler(
-            spec.study.sampler, seed=spec.study.seed if seed is None else seed, candidates=space_size(spec)
+            spec.study.sampler,
+            seed=spec.study.seed if seed is None else seed,
+            candidates=space_size(spec),
+            snapped=space_of(spec).ordered_params(),
         )
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     check_compatible(study, spec)

@@ -20,14 +20,16 @@ import optuna
 import backends
 
 from .errors import TunerError
-from .explore import explorer_for
+from .explore import ExplorerProposer
 from .outages import OUTAGE_S, StorageOutage
+from .search.loop import TrialLoop
+from .search.task import Task
 from .shared_slots import SLOTS_ENV, SharedSlotPool
 from .slots import GpuSlots, SlotPool
 from .spec import StudySpec, build_problem
 from .storage import HEARTBEAT_S, storage_errors
 from .studies import BUDGET_ATTR, claims_for, heartbeats_for, join_study, space_of
-from .study import StudySummary, TrialOutcome, run_trials, summarize
+from .study import StudySummary, TrialOutcome, summarize
 
 __all__ = ["STORAGE_ENV", "run_local_workers", "work", "worker_command"]
 
@@ -78,21 +80,21 @@ def work(
         outage = StorageOutage(
             storage_url, budget_s=outage_s, on_recover=heartbeats.forget if heartbeats else None
         )
-        return run_trials(
+        task = Task(
+            problem=problem, space=space, backend=backend, sla=spec.sla, objective=spec.study.objective
+        )
+        explorer = ExplorerProposer.of(task, after=spec.study.explore_after, seed=seed)
+        loop = TrialLoop(
             study,
-            space=space,
-            backend=backend,
-            problem=problem,
-            sla=spec.sla,
-            objective=spec.study.objective,
-            n_trials=n_trials,
+            task,
+            proposers=[explorer] if explorer is not None else [],
             on_trial=on_trial,
             claims=claims_for(storage, study),
             slots=slots,
-            explorer=explorer_for(spec.study.explore_after, space, problem, backend, seed=seed),
             heartbeats=heartbeats,
             outage=outage,
         )
+        return loop.run(n_trials)
 
 
 def _die_with_parent() -> None:

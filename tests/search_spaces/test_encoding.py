@@ -77,9 +77,9 @@ def test_params_skip_constants_and_use_symbols() -> None:
     params = space.params(deployment)
     assert params["mode"] == "disagg"
     assert params["decode.count"] == "max"
-    # Powers of two are ordered: log2 exponents, drawn with suggest_int.
-    assert params["prefill.log2_tp"] == 0 and params["prefill.log2_dp"] == 3
-    assert params["decode.log2_max_num_seqs"] == 8  # 256, the default
+    # Ordered dimensions hold the deployed values, drawn with suggest_int(log=True).
+    assert params["prefill.tp"] == 1 and params["prefill.dp"] == 8
+    assert params["decode.max_num_seqs"] == 256  # the default
     assert "prefill.ep" not in params  # a single choice is a constant, not a parameter
     assert space.suggest(FixedTrial(params), PRESET_PROBLEMS["moe-multi-node"]) == deployment
 
@@ -92,13 +92,13 @@ def test_draws_over_the_budget_snap_into_it() -> None:
     params = {
         "mode": "disagg",
         "kv_cache_dtype": "fp8",
-        "prefill.log2_tp": 0,
-        "prefill.log2_dp": 3,
+        "prefill.tp": 1,
+        "prefill.dp": 8,
         "prefill.count": 8,
-        "decode.log2_tp": 0,
-        "decode.log2_dp": 5,
+        "decode.tp": 1,
+        "decode.dp": 32,
         "decode.count": 2,
-        "decode.log2_max_num_seqs": 8,
+        "decode.max_num_seqs": 256,
     }
     deployment = space.suggest(FixedTrial(params), problem)
     assert deployment.label() == "4xDEP8+1xDEP32"
@@ -126,8 +126,8 @@ def test_same_name_always_has_the_same_choices(preset: str) -> None:
             assert seen.setdefault(name, ("categorical", *choices)) == ("categorical", *choices), name
             return self.params[name]
 
-        def suggest_int(self, name: str, low: int, high: int) -> object:
-            assert seen.setdefault(name, ("int", low, high)) == ("int", low, high), name
+        def suggest_int(self, name: str, low: int, high: int, log: bool = False) -> object:
+            assert seen.setdefault(name, ("int", low, high, log)) == ("int", low, high, log), name
             return self.params[name]
 
     for deployment in list(space.candidates(problem))[::7]:

@@ -75,12 +75,12 @@ def _spaces(draw: st.DrawFn) -> SearchSpace:
 
 class _DrawnTrial:
     """A trial whose every suggestion hypothesis draws: any integer of an int range (also
-    exponents the space skips) and any choice of a categorical."""
+    values the space skips) and any choice of a categorical."""
 
     def __init__(self, draw: st.DrawFn) -> None:
         self._draw = draw
 
-    def suggest_int(self, name: str, low: int, high: int) -> int:
+    def suggest_int(self, name: str, low: int, high: int, log: bool = False) -> int:
         value: int = self._draw(st.integers(low, high), label=name)
         return value
 

@@ -1,4 +1,4 @@
-"""Objective ``energy``: tok/J against tok/s/user, one module (tuner/energy.py) and one
+"""Objective ``energy``: tok/J against tok/s/user, one module (tuner/objectives/energy.py) and one
 registry line, end to end on the simulator."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from serving import Deployment, LoadPoint, Parallelism, WorkerGroup
 from tuner.cli import main
-from tuner.energy import energy_front, energy_values
 from tuner.objectives import get_objective
+from tuner.objectives.energy import energy_front, energy_values
 from tuner.results import MeasuredPoint
 from tuner.sla import SLA
 from tuner.spec import parse_spec

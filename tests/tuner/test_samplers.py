@@ -9,11 +9,17 @@ import optuna
 import pytest
 
 from tuner.errors import ConfigError
-from tuner.samplers import DEFAULT_SAMPLER, make_sampler, tpe_startup_trials
+from tuner.samplers import DEFAULT_SAMPLER, SnappingSampler, make_sampler, tpe_startup_trials
 from tuner.spec import SAMPLERS, StudyOptions, load_spec
 from tuner.studies import open_study, space_size
 
 from .conftest import small_spec
+
+
+def base(sampler: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+    """The named sampler inside the snapping wrapper every study sampler has."""
+    assert isinstance(sampler, SnappingSampler)
+    return sampler.base
 
 
 def test_default_sampler_is_the_benchmark_winner() -> None:
@@ -23,7 +29,7 @@ def test_default_sampler_is_the_benchmark_winner() -> None:
 
 
 def test_tpe_is_multivariate_and_grouped() -> None:
-    sampler = make_sampler("tpe", seed=0)
+    sampler = base(make_sampler("tpe", seed=0))
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert sampler._multivariate and sampler._group
 
@@ -49,7 +55,7 @@ def test_unknown_sampler_names_the_choices() -> None:
 
 def test_tpe_models_a_quarter_of_the_trials_as_good() -> None:
     # tuner/samplers.py TPE_GOOD_FRACTION: 25% (at most 25) instead of Optuna's 10%.
-    sampler = make_sampler("tpe", seed=0)
+    sampler = base(make_sampler("tpe", seed=0))
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert [sampler._gamma(n) for n in (4, 20, 60, 200)] == [1, 5, 15, 25]
 
@@ -61,13 +67,13 @@ def test_tpe_models_a_quarter_of_the_trials_as_good() -> None:
 def test_tpe_random_startup_scales_with_the_space(candidates: int | None, startup: int) -> None:
     # tuner/samplers.py TPE_STARTUP_*: 1.5% of the candidates, between 10 and 20.
     assert tpe_startup_trials(candidates) == startup
-    sampler = make_sampler("tpe", seed=0, candidates=candidates)
+    sampler = base(make_sampler("tpe", seed=0, candidates=candidates))
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert sampler._n_startup_trials == startup
 
 
 def test_a_study_sizes_tpe_startup_from_its_space(tmp_path: Path) -> None:
     spec = load_spec(small_spec(tmp_path, study={"sampler": "tpe"}))
-    sampler = open_study(spec, optuna.storages.InMemoryStorage()).sampler
+    sampler = base(open_study(spec, optuna.storages.InMemoryStorage()).sampler)
     assert isinstance(sampler, optuna.samplers.TPESampler)
     assert sampler._n_startup_trials == tpe_startup_trials(space_size(spec)) == 10

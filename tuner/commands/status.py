@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..console import front_table, point_dict
 from ..front import pareto_front
+from ..search import TrialRecord
 from ..studies import BUDGET_ATTR
 from ._common import add_run_args, int_in, load_from_args, out
 
@@ -26,25 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.set_defaults(func=run)
 
 
-def _reason(t: FrozenTrial) -> str:
-    attrs = t.user_attrs
-    return str(
-        attrs.get("fail_reason")
-        or attrs.get("infeasible")
-        or attrs.get("busy")
-        or ("worker died (no heartbeat)" if t.state == TrialState.FAIL else "")
-    )
-
-
 def _trial_dict(t: FrozenTrial) -> dict[str, Any]:
+    r = TrialRecord.of(t)
     return {
-        "number": t.number,
-        "state": t.state.name,
-        "label": t.user_attrs.get("label"),
-        "points": len(t.user_attrs.get("points", [])),
-        "worker": t.user_attrs.get("worker"),
-        "reason": _reason(t) or None,
-        "retry_of": t.system_attrs.get("failed_trial"),
+        "number": r.number,
+        "state": r.state.name,
+        "label": r.label,
+        "points": r.n_points,
+        "worker": r.worker,
+        "reason": r.reason or None,
+        "retry_of": r.retry_of,
     }
 
 

@@ -1,4 +1,4 @@
-"""The ``energy`` objective: output tokens per joule against interactivity, and its front.
+"""Objective ``energy``: output tokens per joule against interactivity, and its front.
 
 Convention: **output tokens per joule** (``LoadPoint.tok_per_j``), the energy of all GPUs
 of the deployment (prefill + decode) over the point's window charged to the tokens it
@@ -18,11 +18,12 @@ from collections.abc import Sequence
 
 from serving import LoadPoint
 
-from .front import pareto_front
-from .results import MeasuredPoint
-from .sla import SLA
+from ..front import pareto_front
+from ..results import MeasuredPoint
+from ..sla import SLA
+from .base import Objective
 
-__all__ = ["energy_front", "energy_values", "has_energy"]
+__all__ = ["OBJECTIVE", "energy_front", "energy_values", "has_energy"]
 
 
 def has_energy(point: LoadPoint) -> bool:
@@ -42,3 +43,6 @@ def energy_front(points: Sequence[MeasuredPoint]) -> list[MeasuredPoint]:
     """Points not dominated in (tok/J, tok/s/user), both maximised; sorted by interactivity
     ascending (the chart's x axis); past-capacity points and points without energy left out."""
     return pareto_front([m for m in points if has_energy(m.point)], throughput="tok_per_j")
+
+
+OBJECTIVE = Objective("energy", "tok/J and tok/s/user", 2, energy_values, energy_front)
