@@ -46,9 +46,14 @@ __all__ = ["ExportOptions", "RunData", "export_context", "finalize", "load_run",
 
 @dataclass
 class RunData:
+    """A run as stored: its spec, study and measured points. ``trials``: the study's trial
+    count when the stored study may still be catching up (a write-behind run writes its
+    outputs while its last trials are copied); None: count the stored study's trials."""
+
     spec: StudySpec
     study: optuna.Study
     points: list[MeasuredPoint]
+    trials: int | None = None
 
 
 def load_run(run: str | None, *, storage: str | None = None, study_name: str | None = None) -> RunData:
@@ -242,7 +247,7 @@ def _write_pick(
         "sampler": spec.study.sampler,
         "seed": spec.study.seed,
         "objective": spec.study.objective,
-        "trials": len(run.study.trials),
+        "trials": len(run.study.trials) if run.trials is None else run.trials,
     }
     doc = pick_document(
         pick, spec=spec.to_dict(), backend=backend_info or {"name": spec.backend.name}, study=study_info

@@ -162,15 +162,15 @@ def tune(
             summary = _run_here(loop, n_trials, buffer)
         if on_measured is not None:
             on_measured()
-        # A buffered twin holds every trial; its flush overlaps with drawing the chart.
-        run = RunData(spec=spec, study=study, points=load_measured(work))
-        pick, reason = finalize(
-            run,
-            spec.sla,
-            Path(spec.output_dir),
-            backend_info=backend.describe(),
-            while_drawing=buffer.flush if buffer else None,
-        )
+        # A buffered twin holds every trial: a writer stores them while the outputs are written.
+        if buffer is not None:
+            buffer.flush_behind()
+        run = RunData(spec=spec, study=study, points=load_measured(work), trials=len(work.trials))
+        try:
+            pick, reason = finalize(run, spec.sla, Path(spec.output_dir), backend_info=backend.describe())
+        finally:
+            if buffer is not None:
+                buffer.flush()
         study.set_user_attr(WRITER_ATTR, None)
     guided = next((p for p in proposers if isinstance(p, GuidedProposer)), None) if workers == 1 else None
     guidance = guided.guide.report() if guided is not None else None

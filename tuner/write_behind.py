@@ -5,10 +5,13 @@ of milliseconds writing one (an ORM round trip per parameter and attribute). So 
 runs on an in-memory twin, and its finished trials are copied to the durable storage (the
 run directory's SQLite) in order, each once, by :class:`WriteBehind`:
 
-- during the run, every ``interval_s``, by a forked writer process that opens its own
-  connection: the copy runs on another core while the study goes on;
-- at the end (and when the run is interrupted), :meth:`WriteBehind.flush` waits for that
-  writer and copies the rest itself, so every finished trial is stored when it returns.
+- during the run, by a forked writer process that opens its own connection: the copy runs
+  on another core while the study goes on; when a writer is done, the next one (at most one
+  every ``interval_s``) takes what finished meanwhile;
+- at the end, :meth:`WriteBehind.flush_behind` hands the rest to one more writer while the
+  run writes its outputs, and :meth:`WriteBehind.flush` (also when the run is interrupted)
+  waits for it and copies what is left itself, so every finished trial is stored when it
+  returns.
 
 The writer reports each trial it stored through a pipe, so a writer that dies part way
 (a killed run, a storage error) leaves a stored prefix that the next copy continues from,
@@ -43,7 +46,7 @@ class WriteBehind:
     durable storage's URL, which a writer process reopens (None: copies are made inline).
     """
 
-    def __init__(self, durable: optuna.Study, *, url: str | None = None, interval_s: float = 2.0) -> None:
+    def __init__(self, durable: optuna.Study, *, url: str | None = None, interval_s: float = 0.2) -> None:
         self.durable = durable
         self.url = url
         self.interval_s = interval_s
@@ -65,6 +68,15 @@ class WriteBehind:
         if pending and not self._start_writer(pending):
             self._copy(pending)
         self._last = time.monotonic()
+
+    def flush_behind(self) -> None:
+        """Start copying every finished trial not stored yet in a writer process (after the
+        running one, if any, is done), and return; :meth:`flush` then waits for it. The run
+        writes its outputs meanwhile."""
+        self._join_writer()
+        pending = self._pending()
+        if pending and not self._start_writer(pending):
+            self._copy(pending)
 
     def flush(self) -> None:
         """Store every finished trial: wait for a running writer, then copy the rest here."""

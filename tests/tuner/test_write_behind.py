@@ -74,3 +74,22 @@ def test_without_a_url_every_copy_is_inline(tmp_path: Path) -> None:
     _run(buffer.memory, 3)
     buffer.maybe_flush()
     assert len(durable.trials) == 3
+
+
+def test_a_simulator_run_stores_every_trial_and_its_pick_counts_them(tmp_path: Path) -> None:
+    """The outputs are written while the last trials are copied: pick.yaml counts the study's
+    trials, not the share stored so far, and the run directory holds all of them."""
+    import yaml
+
+    from tuner.rundir import load_run
+    from tuner.runs import tune
+    from tuner.spec import load_spec
+
+    from .conftest import small_spec
+
+    spec = load_spec(small_spec(tmp_path, study={"sampler": "random", "trials": 30, "seed": 3}))
+    tune(spec)
+    stored = load_run(spec.output_dir).study.trials
+    pick = yaml.safe_load((Path(spec.output_dir) / "pick.yaml").read_text())
+    assert pick["study"]["trials"] == len(stored) >= 30
+    assert [t.number for t in stored] == list(range(len(stored)))
