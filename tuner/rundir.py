@@ -27,6 +27,7 @@ from .capacity import ReplicaPlan
 from .errors import ConfigError, NoFeasiblePick, OutputError, TunerError
 from .objectives import get_objective
 from .outputs import pick_document, write_csv, write_pick_yaml
+from .painter import ChartPainter
 from .pick import Pick, pick_best
 from .planning import plans_for, run_price, write_plan_csv
 from .plot import chart_title, plot_front
@@ -99,8 +100,8 @@ def finalize(
     out_dir: Path,
     *,
     backend_info: dict[str, Any] | None = None,
-    while_drawing: Callable[[], None] | None = None,
     export_options: ExportOptions | None = None,
+    painter: ChartPainter | None = None,
 ) -> tuple[Pick | None, str | None]:
     """Write points.csv, front.csv (the front of the study's objective), pareto.png,
     cost.png (when the GPU has a price) and, when the SLA can be met, pick.yaml and deploy/
@@ -110,8 +111,8 @@ def finalize(
     be made. ``backend_info`` (the backend's ``describe()``) defaults to what the run stored
     when it was tuned, so a re-pick keeps the backend block of ``pick.yaml``.
 
-    ``while_drawing`` runs while the chart is drawn in a child process (e.g. flushing a
-    buffered study to its storage): the chart is the slowest output, so the two overlap.
+    The charts are drawn in child processes (``painter``: the run's warmed-up one) while
+    the rest is written: they are the slowest output.
     """
     try:
         pick: Pick | None = pick_best(run.points, sla)
@@ -122,11 +123,15 @@ def finalize(
     with _writing(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
         wait_chart = _draw_chart(
-            out_dir / "pareto.png", run.points, sla, pick, chart_title(run.spec), usd_per_gpu_hour=price
+            out_dir / "pareto.png",
+            run.points,
+            sla,
+            pick,
+            chart_title(run.spec),
+            usd_per_gpu_hour=price,
+            painter=painter,
         )
         try:
-            if while_drawing is not None:
-                while_drawing()
             problem, drafts = _roofline_inputs(run.spec)
             front = get_objective(run.spec.study.objective).front(run.points)
             write_csv(
@@ -185,11 +190,13 @@ def _draw_chart(
     title: str,
     *,
     usd_per_gpu_hour: float | None = None,
+    painter: ChartPainter | None = None,
 ) -> Callable[[], None]:
     """Draw pareto.png (and cost.png beside it, given a price; else an old one is removed: it
     priced another GPU), each in its own forked child, and return the function that waits
-    for them; draws inline where fork is unavailable or unsafe (other threads alive: a
-    forked child could inherit a lock one of them holds)."""
+    for them (in the run's warmed-up ``painter`` when it has one); draws inline where fork
+    is unavailable or unsafe (other threads alive: a forked child could inherit a lock one
+    of them holds)."""
     kwargs = {"sla": sla, "pick": pick, "title": title}
     charts: list[tuple[Callable[..., None], Path, dict[str, Any]]] = [(plot_front, path, kwargs)]
     cost = path.with_name("cost.png")
@@ -197,6 +204,8 @@ def _draw_chart(
         cost.unlink(missing_ok=True)
     else:
         charts.append((plot_cost, cost, {**kwargs, "usd_per_gpu_hour": usd_per_gpu_hour}))
+    if painter is not None and painter.ready:
+        return _painted(painter.draw([(plot, where, points, kw) for plot, where, kw in charts]), charts)
     if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
         for plot, where, kw in charts:
             plot(where, points, **kw)
@@ -219,6 +228,22 @@ def _draw_chart(
                 raise TunerError(f"drawing {where} failed (exit code {code}); rerun `tuner show`")
 
     return wait
+
+
+def _painted(wait: Callable[[], list[Any]], charts: Sequence[tuple[Any, Path, Any]]) -> Callable[[], None]:
+    """The waiter for charts drawn by a :class:`~tuner.painter.ChartPainter`: a failed chart
+    is raised as here (an OSError with its errno, else one line)."""
+
+    def done() -> None:
+        for (_, where, _), result in zip(charts, wait(), strict=True):
+            if result is None:
+                continue
+            code, message = result
+            if code:
+                raise OSError(code, message, str(where))
+            raise TunerError(f"drawing {where} failed ({message}); rerun `tuner show`")
+
+    return done
 
 
 #: A chart child exits with this plus the errno of an OSError (e.g. 128 = 100 + ENOSPC),

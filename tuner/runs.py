@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -29,6 +29,7 @@ from .errors import ConfigError, TunerError
 from .guided import GuidanceReport, GuidedProposer
 from .heartbeats import Heartbeats, fail_and_retry
 from .outages import StorageOutage
+from .painter import ChartPainter
 from .pick import Pick
 from .results import MeasuredPoint
 from .rundir import RunData, finalize
@@ -123,7 +124,7 @@ def tune(
     mode = RunMode.of(spec, instant=backend.capabilities.instant, workers=workers)
     url = spec.storage_url()
     _writable_run_dir(Path(spec.output_dir))
-    with _run_lock(Path(spec.output_dir)), storage_errors(url):
+    with _run_lock(Path(spec.output_dir)), storage_errors(url), _painter(mode) as painter:
         # Opening a storage is mostly waiting (imports, schema, fsync): it runs in a thread
         # while an instant backend screens the space, which the first run needs.
         opening = _Background(lambda: open_storage(url))
@@ -167,7 +168,9 @@ def tune(
             buffer.flush_behind()
         run = RunData(spec=spec, study=study, points=load_measured(work), trials=len(work.trials))
         try:
-            pick, reason = finalize(run, spec.sla, Path(spec.output_dir), backend_info=backend.describe())
+            pick, reason = finalize(
+                run, spec.sla, Path(spec.output_dir), backend_info=backend.describe(), painter=painter
+            )
         finally:
             if buffer is not None:
                 buffer.flush()
@@ -177,6 +180,12 @@ def tune(
     if guidance is not None:
         log.info(guidance.summary())
     return TuneResult(study, summary, run.points, pick, reason, None if mode.resume else screened, guidance)
+
+
+def _painter(mode: RunMode) -> AbstractContextManager[ChartPainter | None]:
+    """A chart process warming up while an instant run searches (its charts are then the
+    last thing it waits for); none for a live run, whose trials take minutes."""
+    return ChartPainter() if mode.buffered else nullcontext(None)
 
 
 def _context(
