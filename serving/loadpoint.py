@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["ENERGY_SOURCES", "PERCENTILES", "LoadPoint"]
+__all__ = ["ENERGY_SOURCES", "INTERVAL_FIELDS", "PERCENTILES", "LoadPoint"]
 
 PERCENTILES = (50, 90, 99)
 #: Where a point's energy comes from: GPU counters (NVML), the simulator's power model, or
 #: nowhere (``energy_missing_reason`` says why).
 ENERGY_SOURCES = ("measured", "estimated", "missing")
+#: The bounds of an estimated point's calibrated interval (NaN on a measured point).
+INTERVAL_FIELDS = frozenset(
+    f"{m}_{end}" for m in ("ttft_ms", "tpot_ms", "tok_s_gpu") for end in ("low", "high")
+)
 #: The reason stored points written before energy was recorded read back with.
 NOT_RECORDED = "not recorded"
 
@@ -154,11 +158,19 @@ class LoadPoint:
             energy_j=nan, tok_per_j=nan, energy_source="missing", energy_missing_reason=reason
         )
 
+    def with_intervals(self, bounds: Mapping[str, float]) -> LoadPoint:
+        """This point with its interval bounds (``<metric>_low`` / ``<metric>_high`` of
+        :data:`INTERVAL_FIELDS`) set; the simulator attaches them to every point it prices."""
+        unknown = set(bounds) - INTERVAL_FIELDS
+        if unknown:
+            raise ValueError(f"not interval fields: {sorted(unknown)}")
+        return self._with_energy_fields(**{k: float(v) for k, v in bounds.items()})
+
     def _with_energy_fields(self, **values: Any) -> LoadPoint:
-        """``dataclasses.replace(self, **values)`` for the energy fields, at a fifth of its
-        cost: the simulator attaches energy to every point it prices, and ``replace`` runs
-        the 40-field ``__init__`` again. Equivalent because the record is frozen, plain
-        (no ``__post_init__``) and the values are set by the two methods above."""
+        """``dataclasses.replace(self, **values)`` for the energy and interval fields, at a
+        fifth of its cost: the simulator attaches both to every point it prices, and
+        ``replace`` runs the 40-field ``__init__`` again. Equivalent because the record is
+        frozen, plain (no ``__post_init__``) and the values are checked by the methods above."""
         out = object.__new__(LoadPoint)
         out.__dict__.update(self.__dict__, **values)
         return out

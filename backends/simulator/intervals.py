@@ -40,7 +40,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -247,13 +247,23 @@ class IntervalModel:
     def attach(self, point: LoadPoint, ctx: PointContext) -> LoadPoint:
         """``point`` with its ``<metric>_low`` / ``<metric>_high`` fields filled."""
         x = self.features(ctx)
-        values: dict[str, Any] = {}
+        values: dict[str, float] = {}
         for metric in METRICS:
-            lo, hi = self.bounds(
-                metric, float(getattr(point, metric if metric == "tok_s_gpu" else f"{metric}_p50")), x
+            value = float(getattr(point, metric if metric == "tok_s_gpu" else f"{metric}_p50"))
+            s = self.scale(metric, x)
+            q_low, q_high = self._central[metric]
+            values[f"{metric}_low"], values[f"{metric}_high"] = (
+                value * math.exp(s * q_low),
+                value * math.exp(s * q_high),
             )
-            values[f"{metric}_low"], values[f"{metric}_high"] = lo, hi
-        return replace(point, **values)
+        return point.with_intervals(values)
+
+    @cached_property
+    def _central(self) -> dict[str, tuple[float, float]]:
+        """metric -> the quantiles of the central ``LEVEL`` interval (what :meth:`bounds`
+        reads per call), looked up once."""
+        tail = (1.0 - LEVEL) / 2.0
+        return {m: (self.quantile(m, tail), self.quantile(m, 1 - tail)) for m in METRICS}
 
     def to_dict(self) -> dict[str, Any]:
         return {
