@@ -5,11 +5,8 @@ and with a plan ``plan.csv`` and ``deploy-plan/``)."""
 from __future__ import annotations
 
 import errno
-import multiprocessing
 import os
 import shutil
-import sys
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -193,10 +190,10 @@ def _draw_chart(
     painter: ChartPainter | None = None,
 ) -> Callable[[], None]:
     """Draw pareto.png (and cost.png beside it, given a price; else an old one is removed: it
-    priced another GPU), each in its own forked child, and return the function that waits
-    for them (in the run's warmed-up ``painter`` when it has one); draws inline where fork
-    is unavailable or unsafe (other threads alive: a forked child could inherit a lock one
-    of them holds)."""
+    priced another GPU) side by side in a :class:`~tuner.painter.ChartPainter` (the run's
+    warmed-up ``painter``, else one started now), and return the function that waits for
+    them; draws inline where the painter cannot fork (no fork, or other threads alive: a
+    forked child could inherit a lock one of them holds)."""
     kwargs = {"sla": sla, "pick": pick, "title": title}
     charts: list[tuple[Callable[..., None], Path, dict[str, Any]]] = [(plot_front, path, kwargs)]
     cost = path.with_name("cost.png")
@@ -204,30 +201,12 @@ def _draw_chart(
         cost.unlink(missing_ok=True)
     else:
         charts.append((plot_cost, cost, {**kwargs, "usd_per_gpu_hour": usd_per_gpu_hour}))
-    if painter is not None and painter.ready:
-        return _painted(painter.draw([(plot, where, points, kw) for plot, where, kw in charts]), charts)
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
-        for plot, where, kw in charts:
-            plot(where, points, **kw)
-        return lambda: None
-    children = []
-    fork = multiprocessing.get_context("fork")
+    chosen = painter if painter is not None and painter.ready else ChartPainter()
+    if chosen.ready:
+        return _painted(chosen.draw([(plot, where, points, kw) for plot, where, kw in charts]), charts)
     for plot, where, kw in charts:
-        child = fork.Process(target=_plot_child, args=(plot, where, points, kw))
-        child.start()
-        children.append((child, where))
-
-    def wait() -> None:
-        for child, _ in children:
-            child.join()
-        for child, where in children:
-            code = child.exitcode or 0
-            if code > _OS_ERROR_EXIT:
-                raise OSError(code - _OS_ERROR_EXIT, os.strerror(code - _OS_ERROR_EXIT), str(where))
-            if code != 0:
-                raise TunerError(f"drawing {where} failed (exit code {code}); rerun `tuner show`")
-
-    return wait
+        plot(where, points, **kw)
+    return lambda: None
 
 
 def _painted(wait: Callable[[], list[Any]], charts: Sequence[tuple[Any, Path, Any]]) -> Callable[[], None]:
@@ -244,22 +223,6 @@ def _painted(wait: Callable[[], list[Any]], charts: Sequence[tuple[Any, Path, An
             raise TunerError(f"drawing {where} failed ({message}); rerun `tuner show`")
 
     return done
-
-
-#: A chart child exits with this plus the errno of an OSError (e.g. 128 = 100 + ENOSPC),
-#: which the parent raises again: a full disk is one line, not the child's traceback.
-_OS_ERROR_EXIT = 100
-
-
-def _plot_child(
-    plot: Callable[..., None], path: Path, points: Sequence[MeasuredPoint], kwargs: dict[str, Any]
-) -> None:
-    try:
-        plot(path, points, **kwargs)
-    except OSError as exc:
-        if exc.errno is None or not 0 < exc.errno < 256 - _OS_ERROR_EXIT:
-            raise
-        sys.exit(_OS_ERROR_EXIT + exc.errno)
 
 
 def _write_pick(
