@@ -13,9 +13,10 @@ run directory's SQLite) in order, each once, by :class:`WriteBehind`:
   waits for it and copies what is left itself, so every finished trial is stored when it
   returns.
 
-The writer reports each trial it stored through a pipe, so a writer that dies part way
-(a killed run, a storage error) leaves a stored prefix that the next copy continues from,
-never a trial stored twice. A killed run loses at most the trials not yet copied, which an
+The writer reports each trial it stored through a pipe. A writer that dies part way (a
+killed run, a storage error) may have committed one trial it had no time to report, so
+then the stored count is read back from the durable storage: the next copy continues from
+the stored prefix, never storing a trial twice. A killed run loses at most the trials not yet copied, which an
 instant backend prices again in milliseconds on resume. Where fork is unavailable, or other
 threads are alive (a forked child could inherit a lock one of them holds), or the storage
 has no URL to reopen, every copy is made inline.
@@ -56,6 +57,9 @@ class WriteBehind:
         finished = [t for t in durable.get_trials(deepcopy=False) if t.state.is_finished()]
         self.memory.add_trials(finished)
         self._flushed = len(finished)
+        # Durable trials the twin does not hold (unfinished ones of an earlier run): the
+        # stored count minus these is the twin's stored prefix.
+        self._durable_extra = len(durable.get_trials(deepcopy=False)) - len(finished)
         self._last = time.monotonic()
         self._writer: tuple[BaseProcess, int] | None = None  # (process, read end of its pipe)
 
@@ -124,7 +128,8 @@ class WriteBehind:
         return False
 
     def _join_writer(self) -> None:
-        """Wait for the writer and count the trials it reported stored."""
+        """Wait for the writer and count the trials it stored: those it reported, or, when
+        it died, those the durable storage holds."""
         if self._writer is None:
             return
         child, read_end = self._writer
@@ -134,7 +139,10 @@ class WriteBehind:
             while chunk := pipe.read(4096):
                 stored += len(chunk)
         child.join()
-        self._flushed += stored
+        if child.exitcode == 0:
+            self._flushed += stored
+        else:  # killed between a commit and its report: count what was committed
+            self._flushed = len(self.durable.get_trials(deepcopy=False)) - self._durable_extra
 
 
 def _write(url: str, study_name: str, trials: list[FrozenTrial], report_fd: int) -> None:
@@ -145,5 +153,11 @@ def _write(url: str, study_name: str, trials: list[FrozenTrial], report_fd: int)
     study = optuna.load_study(study_name=study_name, storage=open_storage(url))
     for t in trials:
         study.add_trial(t)
-        os.write(report_fd, b".")
+        _report(report_fd)
     os.close(report_fd)
+
+
+def _report(report_fd: int) -> None:
+    """Tell the parent one more trial is stored (a process killed before this has stored
+    a trial the parent was not told of)."""
+    os.write(report_fd, b".")

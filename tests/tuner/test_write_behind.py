@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 
 from tuner.storage import open_storage
+from tuner import write_behind
 from tuner.write_behind import WriteBehind
 
 
@@ -66,6 +68,26 @@ def test_a_writer_killed_part_way_leaves_a_prefix_the_flush_completes(tmp_path: 
     os.kill(writer[0].pid, signal.SIGKILL)
     buffer.flush()
     assert _stored(durable) == _stored(buffer.memory), "no trial lost or stored twice"
+
+
+def test_a_writer_killed_between_a_commit_and_its_report_stores_no_trial_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    durable, url = _durable(tmp_path)
+    buffer = WriteBehind(durable, url=url, interval_s=0.0)
+    _run(buffer.memory, 12)
+    reports = iter(range(100))
+
+    def die_on_fifth(fd: int) -> None:  # runs in the forked writer
+        if next(reports) == 4:
+            os._exit(1)  # the fifth trial is committed, its report never sent
+        os.write(fd, b".")
+
+    monkeypatch.setattr(write_behind, "_report", die_on_fifth)
+    buffer.maybe_flush()
+    buffer.flush()
+    assert _stored(durable) == _stored(buffer.memory), "no trial lost or stored twice"
+    assert len(durable.trials) == 12
 
 
 def test_without_a_url_every_copy_is_inline(tmp_path: Path) -> None:
