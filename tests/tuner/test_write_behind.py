@@ -11,8 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tuner.storage import open_storage
 from tuner import write_behind
+from tuner.storage import open_storage
 from tuner.write_behind import WriteBehind
 
 
