@@ -200,7 +200,7 @@ def test_disagg_greedy_output_equals_aggregated(tiny_model: Path, tmp_path: Path
         extra_args=("--enforce-eager",),
     )
     prompts = [list(range(100 + i, 100 + i + ISL)) for i in range(3)]
-    with launch(plan, log_dir=tmp_path / "logs", startup_timeout_s=300) as running:
+    with launch(plan, log_dir=tmp_path / "logs", startup_timeout_s=600) as running:
         (router,) = running.load_urls
         (prefill,) = running.metrics_urls("prefill")
         (decode,) = running.metrics_urls("decode")

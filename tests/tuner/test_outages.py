@@ -132,6 +132,44 @@ def test_running_trial_without_heartbeat_is_failed_with_its_reason_on_resume(
     assert [f["reason"] for f in failed] == ["worker died: no heartbeat for 3 s"]
 
 
+def test_a_trial_created_as_the_connection_drops_is_failed_before_the_worker_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last ask of the budget commits its trial, then the connection drops: the ask is
+    retried (a second trial), which finishes the budget; the first has no worker and never
+    beats. The worker fails it after the grace instead of leaving it RUNNING."""
+    from sqlalchemy.exc import OperationalError
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    spec = load_spec(small_spec(tmp_path, study={"storage": url, "name": "drop", "trials": 3}))
+    study = open_study(spec)
+    study.set_user_attr(BUDGET_ATTR, 3)
+    for _ in range(2):  # two trials of the budget done by an earlier worker
+        study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={FAIL_REASON_ATTR: "x"}))
+    # The fault goes where Optuna's storage commits a new trial (its cache calls this one).
+    original = optuna.storages.RDBStorage._create_new_trial
+    dropped: list[int] = []
+
+    def create_then_drop(self, study_id, template_trial=None):  # type: ignore[no-untyped-def]
+        created = original(self, study_id, template_trial)
+        if not dropped:
+            dropped.append(created.number)
+            raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+        return created
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "_create_new_trial", create_then_drop)
+    start = time.monotonic()
+    assert main(["worker", "--storage", url, "--study", "drop", "--heartbeat", "1", "-q"]) == 0
+    assert dropped, "the connection dropped inside create_new_trial"
+    trials = study.get_trials(deepcopy=False)
+    left = [(t.number, t.state) for t in trials if not t.state.is_finished()]
+    assert not left, "no trial left RUNNING or WAITING"
+    orphan = trials[dropped[0]]
+    assert orphan.state == TrialState.FAIL
+    assert orphan.user_attrs[FAIL_REASON_ATTR] == "worker died: no heartbeat for 3 s"
+    assert time.monotonic() - start < 60
+
+
 def test_worker_refuses_a_study_a_buffered_run_is_writing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

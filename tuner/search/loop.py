@@ -26,7 +26,7 @@ from contextlib import nullcontext
 from typing import Literal, TypeVar
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from serving import Deployment, LoadPoint
 
@@ -116,7 +116,7 @@ class TrialLoop:
         """Run trials until the study holds ``n_trials`` finished trials (a resume continues;
         other workers' trials count), or until ``distinct`` deployments are measured.
         Trials of other workers still running at the budget are waited for (one of them may
-        die and be retried here)."""
+        die and be retried here, or be an orphan of an ask the storage dropped, failed here)."""
         for m in self.io(lambda: record.load_measured(self.study)):
             if self.task.sla.meets(m.point) and (
                 self.summary.best is None or m.point.tok_s_gpu > self.summary.best.point.tok_s_gpu
@@ -183,10 +183,13 @@ class TrialLoop:
         worker's trial is run even past it; otherwise wait while others' trials run (a dead
         worker's trial is failed after the heartbeats' grace, so the wait ends)."""
         study = self.study
+        others: list[FrozenTrial] = []
         if self.heartbeats is not None:
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             mine = set(self.active) | self.asking
-            self.heartbeats.fail_stale(study, [t for t in running if t.number not in mine])
+            others = [t for t in running if t.number not in mine]
+            failed = self.heartbeats.fail_stale(study, others)
+            others = [t for t in others if t.number not in failed]
         counts = Counter(t.state for t in study.get_trials(deepcopy=False))
         finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[TrialState.FAIL]
         if finished + counts[TrialState.RUNNING] < n_trials:
@@ -196,8 +199,10 @@ class TrialLoop:
             for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         ):
             return "ask"
-        if finished >= n_trials or self.heartbeats is None:
+        if self.heartbeats is None or (finished >= n_trials and not others):
             return "done"
+        # Others' trials still running, even past the budget: a trial asked as the storage
+        # connection dropped has no worker, and is failed once its grace is over.
         return "wait"
 
     # -- one trial -----------------------------------------------------------------------
