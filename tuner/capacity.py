@@ -20,7 +20,7 @@ from typing import Literal
 from serving import Deployment, LoadPoint
 from serving.launch import node_count
 
-from .cost import SECONDS_PER_HOUR, usd_per_mtok
+from .cost import SECONDS_PER_HOUR, usd_per_mtok, usd_per_mtok_output
 from .errors import NoFeasiblePick
 from .pick import explain_infeasible, pick_best
 from .results import MeasuredPoint
@@ -99,19 +99,33 @@ class ReplicaPlan:
         return None if self.usd_per_gpu_hour is None else self.usd_per_gpu_hour * self.gpus
 
     @property
-    def usd_per_mtok_output(self) -> float | None:
-        """$/Mtok of output at the operating point (every GPU busy)."""
+    def usd_per_mtok(self) -> float | None:
+        """$/Mtok in and out at the operating point (every GPU busy)."""
         return usd_per_mtok(self.point, self.usd_per_gpu_hour)
 
     @property
-    def usd_per_mtok_output_at_rate(self) -> float | None:
-        """$/Mtok of output of the whole planned fleet serving exactly ``rate_rps``: the
+    def usd_per_mtok_output(self) -> float | None:
+        """$/Mtok of output at the operating point (every GPU busy)."""
+        return usd_per_mtok_output(self.point, self.usd_per_gpu_hour)
+
+    @property
+    def usd_per_mtok_at_rate(self) -> float | None:
+        """$/Mtok in and out of the whole planned fleet serving exactly ``rate_rps``: the
         headroom and the last replica's unused share are paid for too."""
+        return self._usd_per_mtok_at_rate(self.point.tok_s_gpu)
+
+    @property
+    def usd_per_mtok_output_at_rate(self) -> float | None:
+        """$/Mtok of output of the whole planned fleet serving exactly ``rate_rps``."""
+        return self._usd_per_mtok_at_rate(self.point.output_tok_s_gpu)
+
+    def _usd_per_mtok_at_rate(self, tok_s_gpu: float) -> float | None:
+        """At the rate, for the token basis whose per-GPU rate at the point is ``tok_s_gpu``."""
         p, cost = self.point, self.usd_per_hour
         if cost is None or p.requests_s <= 0:
             return None
-        out_tokens_per_request = p.output_tok_s_gpu * self.replica.gpus() / p.requests_s
-        mtok_per_hour = self.rate_rps * out_tokens_per_request * SECONDS_PER_HOUR / 1e6
+        tokens_per_request = tok_s_gpu * self.replica.gpus() / p.requests_s
+        mtok_per_hour = self.rate_rps * tokens_per_request * SECONDS_PER_HOUR / 1e6
         return cost / mtok_per_hour if mtok_per_hour > 0 else None
 
     def workers(self) -> dict[str, int]:

@@ -1,17 +1,24 @@
-"""What a token costs: GPU-hour prices, $ per million output tokens, and the cost front.
+"""What a token costs: GPU-hour prices, $ per million tokens, and the cost front.
 
-Convention (the one API price lists and cost-per-token benchmarks quote): **$ per million
-output tokens**. The whole GPU bill of a point is charged to the tokens it generates; input
-(prompt) tokens are not counted, they are what the output tokens cost to read. So
+Two token bases, both over all GPUs of the deployment (prefill + decode), with every GPU
+busy at the point's rate:
 
-    usd_per_mtok_output = usd_per_gpu_hour x GPUs / (output tokens per hour / 1e6)
-                        = usd_per_gpu_hour / (output_tok_s_gpu x 3600 / 1e6)
+- ``usd_per_mtok``: per million tokens **in and out** (prompt + generated), the basis of the
+  main chart's tok/s/GPU, as DESIGN.md defines the cost per million tokens:
 
-with ``output_tok_s_gpu`` over all GPUs of the deployment (prefill + decode). At a fixed
-price, $/Mtok is a decreasing function of output tok/s/GPU alone, so the cost front (least
-$/Mtok at each interactivity) needs no price: the price only labels its axis. Pure
-functions; the price comes from the spec (``hardware.usd_per_gpu_hour``) or the catalog
-(``serving/data/gpu_prices.yaml``, with its sources).
+      usd_per_mtok = usd_per_gpu_hour / (tok_s_gpu x 3600 / 1e6)
+
+- ``usd_per_mtok_output``: per million **output** tokens, the convention of API price
+  lists (the whole GPU bill charged to the generated tokens):
+
+      usd_per_mtok_output = usd_per_gpu_hour / (output_tok_s_gpu x 3600 / 1e6)
+
+For one workload the two differ by a constant factor, (input + output) / output tokens per
+request, so they rank points alike. At a fixed price $/Mtok is a decreasing function of
+tok/s/GPU alone, so the cost front (least $/Mtok at each interactivity) needs no price: the
+price only labels its axis. Pure functions; the price comes from the spec
+(``hardware.usd_per_gpu_hour``) or the catalog (``serving/data/gpu_prices.yaml``, with its
+sources).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ __all__ = [
     "mtok_per_gpu_hour",
     "spec_price",
     "usd_per_mtok",
+    "usd_per_mtok_output",
 ]
 
 SECONDS_PER_HOUR = 3600.0
@@ -42,12 +50,22 @@ def mtok_per_gpu_hour(point: LoadPoint) -> float:
 
 
 def usd_per_mtok(point: LoadPoint, usd_per_gpu_hour: float | None) -> float | None:
+    """$ per million tokens in and out at this point (every GPU busy at its measured rate),
+    or None without a price or without tokens."""
+    return _usd_per_mtok_at(point.tok_s_gpu, usd_per_gpu_hour)
+
+
+def usd_per_mtok_output(point: LoadPoint, usd_per_gpu_hour: float | None) -> float | None:
     """$ per million output tokens at this point (every GPU busy at its measured rate), or
     None without a price or without output tokens."""
-    rate = mtok_per_gpu_hour(point)
-    if usd_per_gpu_hour is None or not math.isfinite(rate) or rate <= 0:
+    return _usd_per_mtok_at(point.output_tok_s_gpu, usd_per_gpu_hour)
+
+
+def _usd_per_mtok_at(tok_s_gpu: float, usd_per_gpu_hour: float | None) -> float | None:
+    mtok_per_hour = tok_s_gpu * SECONDS_PER_HOUR / 1e6
+    if usd_per_gpu_hour is None or not math.isfinite(mtok_per_hour) or mtok_per_hour <= 0:
         return None
-    return usd_per_gpu_hour / rate
+    return usd_per_gpu_hour / mtok_per_hour
 
 
 def spec_price(gpu: str | None, override: float | None) -> float | None:
@@ -59,7 +77,8 @@ def spec_price(gpu: str | None, override: float | None) -> float | None:
 
 
 def cost_front(points: Sequence[MeasuredPoint]) -> list[MeasuredPoint]:
-    """Points not dominated in ($/Mtok, tok/s/user): the least cost per output token at
-    each interactivity, both compared at one price, so ranked by output tok/s/GPU; sorted by
+    """Points not dominated in ($/Mtok, tok/s/user): the least cost per token at each
+    interactivity, both compared at one price, so ranked by output tok/s/GPU (for one
+    workload the same order as tok/s/GPU, so either basis gives this front); sorted by
     interactivity ascending (the chart's x axis); past-capacity points left out, as on the main front."""
     return pareto_front(points, throughput="output_tok_s_gpu")

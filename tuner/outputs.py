@@ -23,7 +23,7 @@ from serving.roofline import Roofline
 
 from . import __version__
 from . import confidence as robust
-from .cost import usd_per_mtok
+from .cost import usd_per_mtok, usd_per_mtok_output
 from .goodput import goodput, goodput_rps
 from .pick import Pick
 from .results import MeasuredPoint
@@ -69,8 +69,9 @@ def point_rows(
     problem: Problem | None = None,
     draft_tokens: int = 0,
 ) -> list[dict[str, Any]]:
-    """One row per point; ``usd_per_mtok_output`` ($ per million output tokens, tuner/cost.py)
-    is blank without a price; with ``problem``, ``sol_frac`` = the point's share of its
+    """One row per point; ``usd_per_mtok`` ($ per million tokens in and out) and
+    ``usd_per_mtok_output`` ($ per million output tokens; tuner/cost.py) are blank without a
+    price; with ``problem``, ``sol_frac`` = the point's share of its
     speed-of-light bound (:mod:`serving.roofline`; ``draft_tokens`` per step with
     speculative decoding) and ``sol_role``, the role that sets it."""
     rows = []
@@ -86,8 +87,9 @@ def point_rows(
                 roof = roofs[m.deployment] = Roofline(m.deployment, problem, draft_tokens=draft_tokens)
             sol = roof.share(m.point)
             row.update(sol_frac=_round(sol.frac), sol_role=sol.role)
-        cost = usd_per_mtok(m.point, usd_per_gpu_hour)
-        row["usd_per_mtok_output"] = "" if cost is None else _round(cost)
+        for key, of in (("usd_per_mtok", usd_per_mtok), ("usd_per_mtok_output", usd_per_mtok_output)):
+            cost = of(m.point, usd_per_gpu_hour)
+            row[key] = "" if cost is None else _round(cost)
         row["estimate"] = robust.label(m.point)
         rows.append(row)
     return rows
@@ -122,6 +124,7 @@ def write_csv(
         "gpus",
         *(prefix + k for prefix in _ROLE_PREFIX.values() for k in _GROUP_KEYS),
         *_POINT_FIELDS,
+        "usd_per_mtok",
         "usd_per_mtok_output",
         "sol_frac",
         "sol_role",

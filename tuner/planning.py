@@ -71,6 +71,8 @@ PLAN_COLUMNS = (
     "spare",
     "usd_per_gpu_hour",
     "usd_per_hour",
+    "usd_per_mtok",
+    "usd_per_mtok_at_rate",
     "usd_per_mtok_output",
     "usd_per_mtok_output_at_rate",
 )
@@ -107,6 +109,8 @@ def plan_rows(plans: Sequence[ReplicaPlan]) -> list[dict[str, Any]]:
                 "spare": _r(p.spare),
                 "usd_per_gpu_hour": _r(p.usd_per_gpu_hour),
                 "usd_per_hour": _r(p.usd_per_hour, 2),
+                "usd_per_mtok": _r(p.usd_per_mtok),
+                "usd_per_mtok_at_rate": _r(p.usd_per_mtok_at_rate),
                 "usd_per_mtok_output": _r(p.usd_per_mtok_output),
                 "usd_per_mtok_output_at_rate": _r(p.usd_per_mtok_output_at_rate),
             }
@@ -132,8 +136,9 @@ def plan_table(plans: Sequence[ReplicaPlan]) -> Table:
     table = Table(
         title=f"Capacity plan: {first.rate_rps:g} requests/s, headroom {first.headroom:.0%}, {price}",
         title_justify="left",
-        caption="first row: the pick; $/Mtok: $ per million output tokens with every GPU busy; "
-        "at rate: the whole fleet serving exactly the rate",
+        caption="first row: the pick; $/Mtok: $ per million tokens in and out with every GPU "
+        "busy; at rate: the whole fleet serving exactly the rate; output: $ per million output "
+        "tokens (the convention of API price lists)",
         caption_justify="left",
     )
     columns = (
@@ -146,6 +151,7 @@ def plan_table(plans: Sequence[ReplicaPlan]) -> Table:
         "$/h",
         "$/Mtok",
         "$/Mtok\nat rate",
+        "$/Mtok\noutput",
     )
     rows = []
     for p in plans:
@@ -158,8 +164,9 @@ def plan_table(plans: Sequence[ReplicaPlan]) -> Table:
                 f"{p.gpus:,}" if p.gpus <= MAX_PLAN_GPUS else f">{MAX_PLAN_GPUS:,}",
                 "-" if p.nodes is None else f"{p.nodes:,}",
                 _money(p.usd_per_hour, ",.0f"),
+                _money(p.usd_per_mtok, ",.3f"),
+                _money(p.usd_per_mtok_at_rate, ",.3f"),
                 _money(p.usd_per_mtok_output, ",.3f"),
-                _money(p.usd_per_mtok_output_at_rate, ",.3f"),
             ]
         )
     for i, col in enumerate(columns):

@@ -1,10 +1,11 @@
-"""``cost.png``: $ per million output tokens against interactivity, beside ``pareto.png``.
+"""``cost.png``: $ per million tokens (in and out) against interactivity, beside ``pareto.png``.
 
 The same topologies in the same colours and markers as the main chart (tok/s/GPU against
-tok/s/user, :mod:`tuner.plot`), so the two read side by side; y is $/Mtok of output
-(:mod:`tuner.cost`) on a log scale, since the most interactive points cost tens of times the
-saturated ones. The dashed line is the cost front (least $/Mtok at each tok/s/user), the
-dotted line the SLA's interactivity floor, the star the pick.
+tok/s/user, :mod:`tuner.plot`), so the two read side by side; y is $/Mtok on the main
+chart's token basis, prompt and generated tokens (:mod:`tuner.cost`), on a log scale, since
+the most interactive points cost tens of times the saturated ones. The dashed line is the
+cost front (least $/Mtok at each tok/s/user), the dotted line the SLA's interactivity floor,
+the star the pick.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def plot_cost(
             )
     ax.set_xlabel("Interactivity (tok/s/user = 1000 / median TPOT)")
     # A bare dollar sign starts matplotlib's mathtext: each is escaped with a backslash.
-    ax.set_ylabel(f"\\$ per million output tokens (at \\${usd_per_gpu_hour:g} per GPU-hour)")
+    ax.set_ylabel(f"\\$ per million tokens, in + out (at \\${usd_per_gpu_hour:g} per GPU-hour)")
     if ys:  # a log axis without data warns
         ax.set_yscale("log")
     ax.set_xlim(left=0)

@@ -17,7 +17,7 @@ from serving.catalog import gpu_names, gpu_price_usd_per_hour
 from serving.launch import node_count, plan_launch
 from tuner.capacity import capacity_point, plan_capacity, plan_deployment, replicas_for, scale
 from tuner.cli import main
-from tuner.cost import cost_front, usd_per_mtok
+from tuner.cost import cost_front, usd_per_mtok, usd_per_mtok_output
 from tuner.errors import NoFeasiblePick
 from tuner.export import render_exports
 from tuner.objectives import OBJECTIVES, get_objective
@@ -166,14 +166,27 @@ def test_nothing_to_plan_when_nothing_meets_the_sla() -> None:
 
 
 # -- cost ------------------------------------------------------------------------------------
-def test_usd_per_mtok_counts_output_tokens_over_all_gpus() -> None:
-    # 1000 output tok/s per GPU = 3.6 Mtok per GPU-hour; at $7.20 per GPU-hour: $2 per Mtok,
-    # whatever the GPU count (price x gpus / (output tok/s x gpus x 3600 / 1e6)).
+def test_usd_per_mtok_counts_input_and_output_tokens_over_all_gpus() -> None:
+    # 1000 output tok/s per GPU = 3.6 Mtok per GPU-hour; at $7.20 per GPU-hour: $2 per output
+    # Mtok, whatever the GPU count (price x gpus / (output tok/s x gpus x 3600 / 1e6)). The
+    # points carry as many prompt tokens as output ones: $1 per Mtok in and out.
     for gpus in (1, 8):
         p = _point(tok_s_user=50, output_tok_s_gpu=1000.0, requests_s=1.0, gpus=gpus)
-        assert usd_per_mtok(p, 7.2) == pytest.approx(2.0)
-    assert usd_per_mtok(p, None) is None
-    assert usd_per_mtok(_point(tok_s_user=50, output_tok_s_gpu=0.0, requests_s=0.0), 7.2) is None
+        assert usd_per_mtok_output(p, 7.2) == pytest.approx(2.0)
+        assert usd_per_mtok(p, 7.2) == pytest.approx(1.0)
+    assert usd_per_mtok(p, None) is None and usd_per_mtok_output(p, None) is None
+    idle = _point(tok_s_user=50, output_tok_s_gpu=0.0, requests_s=0.0)
+    assert usd_per_mtok(idle, 7.2) is None and usd_per_mtok_output(idle, 7.2) is None
+
+
+def test_plan_costs_both_token_bases_at_the_point_and_at_the_rate() -> None:
+    m = MeasuredPoint(0, _agg(2), _point(tok_s_user=50, output_tok_s_gpu=1000.0, requests_s=4.0, gpus=2))
+    plan = plan_deployment(m, role="pick", rate_rps=6.0, headroom=0.0, gpus_per_node=8, usd_per_gpu_hour=7.2)
+    assert plan.replicas == 2  # 8 req/s of capacity for 6
+    assert plan.usd_per_mtok == pytest.approx(1.0) and plan.usd_per_mtok_output == pytest.approx(2.0)
+    # At the rate a quarter of the fleet idles: each basis costs 8/6 as much.
+    assert plan.usd_per_mtok_at_rate == pytest.approx(8 / 6)
+    assert plan.usd_per_mtok_output_at_rate == pytest.approx(2 * 8 / 6)
 
 
 def test_cost_front_on_hand_built_points() -> None:
@@ -185,7 +198,7 @@ def test_cost_front_on_hand_built_points() -> None:
     e = MeasuredPoint(4, dep, _point(tok_s_user=15, output_tok_s_gpu=900, requests_s=4))  # a dominates
     front = cost_front([c, e, d, a, b])
     assert [m.trial for m in front] == [0, 1, 3]
-    costs = [usd_per_mtok(m.point, 3.6) for m in front]
+    costs = [usd_per_mtok_output(m.point, 3.6) for m in front]
     assert costs == pytest.approx([1.0, 1000 / 600, 5.0])  # rising with interactivity
     assert get_objective("cost").front is cost_front
 
