@@ -13,7 +13,8 @@ def scalar_dict(record: Any) -> dict[str, Any]:
     """``dataclasses.asdict`` of a dataclass whose fields all hold scalars (int, float, str,
     bool), in field order, without its recursive deep copy: a candidate's key and every
     stored load point go through it (the deep copy was a tenth of an instant run)."""
-    return {name: getattr(record, name) for name in _field_names(type(record))}
+    names = _field_names(type(record))  # type: ignore[arg-type]  # a class is hashable
+    return {name: getattr(record, name) for name in names}
 
 
 @functools.cache

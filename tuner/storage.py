@@ -235,6 +235,7 @@ def _from_template(url: str) -> bool:
         return False
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llm-serving-tuner"
     template = cache / f"optuna-{optuna.__version__}-sqlalchemy-{sqlalchemy.__version__}-schema.db"
+    fallible: tuple[type[BaseException], ...] = (OSError, *storage_exceptions())
     try:
         if not template.is_file():
             cache.mkdir(parents=True, exist_ok=True)
@@ -243,7 +244,7 @@ def _from_template(url: str) -> bool:
             RDBStorage(f"sqlite:///{partial}").engine.dispose()
             os.replace(partial, template)
         shutil.copyfile(template, path)
-    except (OSError, sqlite3.Error, *storage_exceptions()):
+    except fallible:
         log.debug("no schema template; creating the schema in %s", path, exc_info=True)
         with contextlib.suppress(OSError):
             if os.path.getsize(path) == 0:
