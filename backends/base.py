@@ -31,10 +31,16 @@ class Capabilities:
     the GPUs the worker's slot packer assigned to the trial, so the study may give it
     several candidates at once on disjoint GPUs; without it the backend is called one
     candidate at a time and never receives ``context``.
+    ``estimates``: ``measure`` takes the keyword ``estimates``; ``estimates=False`` returns
+    the point predictions only, without the estimated interval bounds and energy (those
+    fields keep :class:`~serving.LoadPoint`'s defaults), at about half the cost: what a
+    screening that ranks every candidate on throughput and latency needs. Every other
+    field is the same as with ``estimates=True``.
     """
 
     instant: bool = False
     placed: bool = False
+    estimates: bool = False
 
 
 @runtime_checkable

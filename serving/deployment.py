@@ -8,10 +8,11 @@ exporter renders it. Its GPU count comes from :meth:`Deployment.gpus` and nowher
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .scalars import scalar_dict
 
 __all__ = ["ROLES", "Deployment", "EngineKnobs", "Mode", "Parallelism", "WorkerGroup"]
 
@@ -100,7 +101,7 @@ class WorkerGroup:
         return self.count * self.parallel.gpus
 
     def to_dict(self) -> dict[str, Any]:
-        return {"count": self.count, **asdict(self.parallel), **asdict(self.knobs)}
+        return {"count": self.count, **scalar_dict(self.parallel), **scalar_dict(self.knobs)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], role: str = "worker") -> WorkerGroup:

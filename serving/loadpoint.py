@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
+
+from .scalars import scalar_dict
 
 __all__ = ["ENERGY_SOURCES", "INTERVAL_FIELDS", "PERCENTILES", "LoadPoint"]
 
@@ -182,7 +184,7 @@ class LoadPoint:
         return float(getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return scalar_dict(self)  # every field is an int, float or str
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadPoint:

@@ -11,12 +11,10 @@ import errno
 import fcntl
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import optuna
 from optuna.trial import TrialState
@@ -58,7 +56,6 @@ from .write_behind import WriteBehind
 __all__ = ["TuneResult", "tune"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def _enqueue_grid(
@@ -125,11 +122,11 @@ def tune(
     url = spec.storage_url()
     _writable_run_dir(Path(spec.output_dir))
     with _run_lock(Path(spec.output_dir)), storage_errors(url), _painter(mode) as painter:
-        # Opening a storage is mostly waiting (imports, schema, fsync): it runs in a thread
-        # while an instant backend screens the space, which the first run needs.
-        opening = _Background(lambda: open_storage(url))
+        # The storage opens after the screening, not in a thread beside it: opening is
+        # mostly Python (SQLAlchemy's and Alembic's imports, the schema), so a thread only
+        # contends for the GIL with the screening (measured: 6% slower in all).
         screened = screen(task) if mode.screens else None
-        storage = opening.result()
+        storage = open_storage(url)
         study = open_study(spec, storage, candidates=task.feasible.candidates)
         if spec.study.storage is None:  # the run directory's own study: we hold its lock
             _retry_orphans(study, storage)
@@ -241,28 +238,6 @@ def _run_here(loop: TrialLoop, n_trials: int, buffer: WriteBehind | None) -> Stu
         if buffer is not None:  # keep every finished trial of an interrupted run
             buffer.flush()
         raise
-
-
-class _Background(Generic[T]):
-    """Run ``fn`` in a thread now; :meth:`result` waits and returns it or raises its error."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self._value: list[T] = []
-        self._error: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], T]) -> None:
-        try:
-            self._value.append(fn())
-        except BaseException as exc:  # handed to the caller by result()
-            self._error.append(exc)
-
-    def result(self) -> T:
-        self._thread.join()
-        if self._error:
-            raise self._error[0]
-        return self._value[0]
 
 
 def _writable_run_dir(run_dir: Path) -> None:

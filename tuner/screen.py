@@ -49,12 +49,19 @@ class Screening:
 
 
 def screen(task: Task) -> Screening:
-    """Price every feasible candidate of the task once; rank by its objective."""
+    """Price every feasible candidate of the task once; rank by its objective.
+
+    The ranking and the front read the point predictions only, so a backend that can
+    leave out its estimates (intervals, energy) does, unless the objective reads them."""
     scored: list[tuple[tuple[float, float], int, Deployment]] = []
     points: list[MeasuredPoint] = []
     feasible = task.feasible
+    bare = task.backend.capabilities.estimates and not task.objective_type.estimates
     for i, dep in enumerate(feasible.deployments):
-        measured = task.backend.measure(dep, task.problem)
+        if bare:
+            measured = task.backend.measure(dep, task.problem, estimates=False)  # type: ignore[call-arg]
+        else:
+            measured = task.backend.measure(dep, task.problem)
         values, violation = task.values(measured)
         # Feasible first (violation 0), then by objective; fewer GPUs break ties.
         scored.append((task.objective_type.rank_key(values, violation), dep.gpus(), dep))

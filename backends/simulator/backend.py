@@ -48,8 +48,9 @@ class SimulatorBackend:
     """
 
     name = "simulator"
-    #: Prices a candidate in well under a millisecond: the study may buffer its writes.
-    capabilities = Capabilities(instant=True)
+    #: Prices a candidate in well under a millisecond: the study may buffer its writes. Its
+    #: intervals and energy are estimates a screening may skip (``measure(estimates=False)``).
+    capabilities = Capabilities(instant=True, estimates=True)
 
     def __init__(self, **options: Any) -> None:
         for key, value in options.items():
@@ -85,10 +86,12 @@ class SimulatorBackend:
         problem: Problem,
         *,
         on_point: PointCallback | None = None,
+        estimates: bool = True,
     ) -> list[LoadPoint]:
         """One predicted LoadPoint per level of the ladder (concurrency, or arrival rate for
-        an open loop: :mod:`.openloop`), in order, each with its estimated energy
-        (:mod:`.power`)."""
+        an open loop: :mod:`.openloop`), in order, each with its calibrated intervals and
+        estimated energy (:mod:`.power`); ``estimates=False`` leaves both out (the
+        screening ranks on the predictions alone, at half the cost)."""
         reason = self.check(deployment, problem)
         if reason is not None:
             raise CandidateFailed(reason)
@@ -118,11 +121,14 @@ class SimulatorBackend:
 
             est_cost, est_group = dcost, deployment.decode  # saturation: the decode pool
 
-        power = PowerModel(deployment, problem, draft_tokens=1 if self._mtp else 0)
+        power = PowerModel(deployment, problem, draft_tokens=1 if self._mtp else 0) if estimates else None
         for level in workload.load_keys:
             point = spread_lengths(predict(level), workload)
-            point = self._estimate(point, deployment, problem, est_cost, est_group, max(1, point.concurrency))
-            point = power.attach(point)
+            if power is not None:
+                point = self._estimate(
+                    point, deployment, problem, est_cost, est_group, max(1, point.concurrency)
+                )
+                point = power.attach(point)
             points.append(point)
             if on_point is not None:
                 on_point(point)

@@ -11,6 +11,7 @@ from serving import (
     ConfigError,
     Deployment,
     EngineKnobs,
+    LoadPoint,
     Parallelism,
     Problem,
     WorkerGroup,
@@ -218,3 +219,28 @@ def test_describe(sim: SimulatorBackend) -> None:
     assert info["name"] == "simulator" and info["version"] == "4"
     assert info["engine"] == "vllm" and info["spec_decode"] == "none"
     assert 0.5 < info["constants"]["hbm_efficiency"] <= 0.95
+
+
+def test_measure_without_estimates_keeps_the_predictions(sim: SimulatorBackend) -> None:
+    # The screening prices every candidate with estimates=False: every predicted field is
+    # the same; only the interval bounds and the energy estimate keep their defaults.
+    import math
+    from dataclasses import fields
+
+    from serving.loadpoint import INTERVAL_FIELDS
+
+    estimated = INTERVAL_FIELDS | {"energy_j", "tok_per_j", "energy_source", "energy_missing_reason"}
+    prob = problem("Qwen3-32B")
+    for dep in (agg(tp=2), agg(tp=1, count=4)):
+        full, bare = sim.measure(dep, prob), sim.measure(dep, prob, estimates=False)
+        assert len(full) == len(bare) == len(prob.workload.concurrency)
+        assert all(p.energy_source == "estimated" and math.isfinite(p.ttft_ms_low) for p in full)
+        for full_point, bare_point in zip(full, bare, strict=True):
+            for f in fields(LoadPoint):
+                value = getattr(bare_point, f.name)
+                if f.name not in estimated:
+                    assert repr(value) == repr(getattr(full_point, f.name)), f.name  # NaN too
+                elif isinstance(f.default, float) and math.isnan(f.default):
+                    assert math.isnan(value), f.name
+                else:
+                    assert value == f.default, f.name

@@ -161,3 +161,22 @@ def test_enqueued_params_reproduce_the_deployment() -> None:
     study.enqueue_trial(space.params(target))
     trial = study.ask()
     assert space.suggest(trial, problem) == target
+
+
+def test_marked_walk_meets_what_the_whole_tree_meets_in_order(preset: str) -> None:
+    # The enumeration skips subtrees below a state it walked before (encoding._walk); the
+    # whole tree, walked without marks, must give the same deployments in the same order.
+    from search_spaces import encoding
+    from search_spaces.budget import plan
+
+    space, problem = load_space(preset), PRESET_PROBLEMS[preset]
+    layout = plan(space, problem)
+    whole: list[Deployment] = []
+    leaves = 0
+    for dep in encoding._walk(lambda pick, mark: encoding._build(space, problem, layout, pick)):
+        leaves += 1
+        if dep not in whole:
+            whole.append(dep)
+    assert list(space.candidates(problem)) == whole
+    if preset == "moe-multi-node":  # the marks are what make the 64-GPU space cheap
+        assert leaves > 5 * len(whole)

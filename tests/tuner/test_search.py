@@ -99,3 +99,23 @@ def test_an_interrupted_grid_continues_on_resume(tmp_path: Path) -> None:
     assert measured == {d.key() for d in feasible.deployments}  # every candidate, each once
     measured_trials = [t for t in again.study.trials if TrialRecord.of(t).measured]
     assert len(measured_trials) == len(feasible)
+
+
+def test_screening_without_estimates_ranks_as_with_them(tmp_path: Path) -> None:
+    # The screening asks the simulator for its predictions only (no intervals, no energy);
+    # the ranking and the front must be those of fully estimated points.
+    from backends.base import Capabilities
+    from backends.simulator import SimulatorBackend
+    from tuner.screen import screen
+
+    class FullyEstimated(SimulatorBackend):
+        capabilities = Capabilities(instant=True)  # no estimates=False: full points
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "examples" / "qwen3-32b-h200.yaml")
+    problem = build_problem(spec)
+    space = load_space("dense-single-node")
+    bare = Task(problem=problem, space=space, backend=SimulatorBackend(), sla=spec.sla)
+    full = Task(problem=problem, space=space, backend=FullyEstimated(), sla=spec.sla)
+    assert bare.backend.capabilities.estimates and not full.backend.capabilities.estimates
+    assert screen(bare) == screen(full)
+    assert len(screen(bare).ranked) > 100

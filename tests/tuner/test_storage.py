@@ -128,3 +128,32 @@ def test_claim_race_sqlite_exactly_one_winner(tmp_path: Path) -> None:
 @pytest.mark.postgres
 def test_claim_race_postgres_exactly_one_winner(tmp_path: Path, pg_url: str) -> None:
     _claim_race(pg_url, tmp_path)
+
+
+def test_a_new_sqlite_study_starts_from_the_schema_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The empty schema is copied from a template in the user's cache (made by this Optuna
+    # on first use); the file must hold exactly the schema Optuna creates in place, and a
+    # cache that cannot be written leaves the schema to be created in place.
+    import optuna
+
+    def schema(db: Path) -> list[tuple[str, ...]]:
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("select type, name, tbl_name, sql from sqlite_master").fetchall()
+            return sorted(rows) + conn.execute("select * from alembic_version").fetchall()
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    in_place = tmp_path / "in-place.db"
+    optuna.storages.RDBStorage(f"sqlite:///{in_place}").engine.dispose()
+    for name in ("first.db", "second.db"):  # the first run makes the template, the second copies it
+        storage = open_storage(f"sqlite:///{tmp_path / name}")
+        optuna.create_study(storage=storage, study_name="s").set_user_attr("k", 1)
+        storage.engine.dispose()  # type: ignore[attr-defined]
+        assert schema(tmp_path / name) == schema(in_place)
+    assert list((tmp_path / "cache" / "llm-serving-tuner").glob("optuna-*-schema.db"))
+    (tmp_path / "not-a-dir").write_text("")  # a cache under a file cannot be made
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "not-a-dir"))
+    storage = open_storage(f"sqlite:///{tmp_path / 'third.db'}")
+    assert optuna.create_study(storage=storage, study_name="s").user_attrs == {}
+    assert schema(tmp_path / "third.db") == schema(in_place)

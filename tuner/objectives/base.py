@@ -26,6 +26,8 @@ class Objective:
 
     Every value is maximised (:attr:`directions`), and the first value is the one a
     screening or the guided search ranks candidates by (:meth:`rank_key`).
+    ``estimates``: ``values`` reads a backend's estimated fields (energy), so a screening
+    must price candidates with them (``Backend.measure(estimates=True)``).
     """
 
     name: str
@@ -33,6 +35,7 @@ class Objective:
     n_values: int
     values: Values
     front: Front
+    estimates: bool = False
 
     @property
     def directions(self) -> list[StudyDirection]:

@@ -45,4 +45,4 @@ def energy_front(points: Sequence[MeasuredPoint]) -> list[MeasuredPoint]:
     return pareto_front([m for m in points if has_energy(m.point)], throughput="tok_per_j")
 
 
-OBJECTIVE = Objective("energy", "tok/J and tok/s/user", 2, energy_values, energy_front)
+OBJECTIVE = Objective("energy", "tok/J and tok/s/user", 2, energy_values, energy_front, estimates=True)
