@@ -136,17 +136,19 @@ class TrialRecord:
 
     @property
     def infeasible(self) -> str | None:
-        value = self.attrs.get(INFEASIBLE_KEY)
-        return None if value is None else str(value)
+        return self._text(INFEASIBLE_KEY)
 
     @property
     def busy(self) -> str | None:
-        value = self.attrs.get(BUSY_KEY)
-        return None if value is None else str(value)
+        return self._text(BUSY_KEY)
 
     @property
     def fail_reason(self) -> str | None:
-        value = self.attrs.get(FAIL_REASON_KEY)
+        return self._text(FAIL_REASON_KEY)
+
+    def _text(self, key: str) -> str | None:
+        """The reason stored under ``key``, as text (None when absent)."""
+        value = self.attrs.get(key)
         return None if value is None else str(value)
 
     @property
