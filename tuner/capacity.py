@@ -20,7 +20,7 @@ from typing import Literal
 from serving import Deployment, LoadPoint
 from serving.launch import node_count
 
-from .cost import SECONDS_PER_HOUR, usd_per_mtok, usd_per_mtok_output
+from .cost import usd_per_mtok, usd_per_mtok_at, usd_per_mtok_output
 from .errors import NoFeasiblePick
 from .pick import explain_infeasible, pick_best
 from .results import MeasuredPoint
@@ -125,8 +125,7 @@ class ReplicaPlan:
         if cost is None or p.requests_s <= 0:
             return None
         tokens_per_request = tok_s_gpu * self.replica.gpus() / p.requests_s
-        mtok_per_hour = self.rate_rps * tokens_per_request * SECONDS_PER_HOUR / 1e6
-        return cost / mtok_per_hour if mtok_per_hour > 0 else None
+        return usd_per_mtok_at(cost, self.rate_rps * tokens_per_request)
 
     def workers(self) -> dict[str, int]:
         """Workers per role of all replicas (``agg``, or ``prefill`` and ``decode``)."""

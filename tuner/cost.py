@@ -38,6 +38,7 @@ __all__ = [
     "mtok_per_gpu_hour",
     "spec_price",
     "usd_per_mtok",
+    "usd_per_mtok_at",
     "usd_per_mtok_output",
 ]
 
@@ -46,26 +47,33 @@ SECONDS_PER_HOUR = 3600.0
 
 def mtok_per_gpu_hour(point: LoadPoint) -> float:
     """Million output tokens one GPU of the deployment yields per hour at this point."""
-    return point.output_tok_s_gpu * SECONDS_PER_HOUR / 1e6
+    return _mtok_per_hour(point.output_tok_s_gpu)
+
+
+def _mtok_per_hour(tok_s: float) -> float:
+    return tok_s * SECONDS_PER_HOUR / 1e6
 
 
 def usd_per_mtok(point: LoadPoint, usd_per_gpu_hour: float | None) -> float | None:
     """$ per million tokens in and out at this point (every GPU busy at its measured rate),
     or None without a price or without tokens."""
-    return _usd_per_mtok_at(point.tok_s_gpu, usd_per_gpu_hour)
+    return usd_per_mtok_at(usd_per_gpu_hour, point.tok_s_gpu)
 
 
 def usd_per_mtok_output(point: LoadPoint, usd_per_gpu_hour: float | None) -> float | None:
     """$ per million output tokens at this point (every GPU busy at its measured rate), or
     None without a price or without output tokens."""
-    return _usd_per_mtok_at(point.output_tok_s_gpu, usd_per_gpu_hour)
+    return usd_per_mtok_at(usd_per_gpu_hour, point.output_tok_s_gpu)
 
 
-def _usd_per_mtok_at(tok_s_gpu: float, usd_per_gpu_hour: float | None) -> float | None:
-    mtok_per_hour = tok_s_gpu * SECONDS_PER_HOUR / 1e6
-    if usd_per_gpu_hour is None or not math.isfinite(mtok_per_hour) or mtok_per_hour <= 0:
+def usd_per_mtok_at(usd_per_hour: float | None, tok_s: float) -> float | None:
+    """$ per million tokens of something that costs ``usd_per_hour`` and yields ``tok_s``
+    tokens per second (one GPU at its rate, or a whole fleet), or None without a price or
+    without tokens."""
+    mtok_per_hour = _mtok_per_hour(tok_s)
+    if usd_per_hour is None or not math.isfinite(mtok_per_hour) or mtok_per_hour <= 0:
         return None
-    return usd_per_gpu_hour / mtok_per_hour
+    return usd_per_hour / mtok_per_hour
 
 
 def spec_price(gpu: str | None, override: float | None) -> float | None:
